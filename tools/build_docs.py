@@ -101,7 +101,10 @@ def render(nb, title: str, desc: str, pages: list[tuple[str, str]], current: str
     return body.replace("</body>", "</main></body>", 1)
 
 def offline_site(out: Path, run: bool) -> Path:
-    subprocess.run([str(BIN / "nbdev-proc-nbs")], cwd=ROOT, check=True, capture_output=True)
+    r = subprocess.run([str(BIN / "nbdev-proc-nbs")], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("nbdev-proc-nbs failed (a docs-executed cell raised; cells with imports must hold only "
+                           "imports):\n" + r.stderr[-3000:])
     proc = ROOT / "_proc"
     order = [p for p in yaml.safe_load((proc / "sidebar.yml").read_text())["website"]["sidebar"]["contents"]
              if str(p).endswith(".ipynb")]
