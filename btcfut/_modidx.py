@@ -545,6 +545,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'btcfut.research.RiskLog.merge': ('research.html#risklog.merge', 'btcfut/research.py'),
                                  'btcfut.research._band_hold': ('research.html#_band_hold', 'btcfut/research.py'),
                                  'btcfut.research._bars': ('research.html#_bars', 'btcfut/research.py'),
+                                 'btcfut.research._latch': ('research.html#_latch', 'btcfut/research.py'),
                                  'btcfut.research._mark': ('research.html#_mark', 'btcfut/research.py'),
                                  'btcfut.research.apply_risk': ('research.html#apply_risk', 'btcfut/research.py'),
                                  'btcfut.research.ema': ('research.html#ema', 'btcfut/research.py'),
