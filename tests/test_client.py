@@ -176,3 +176,24 @@ async def test_weight_budget_binds_without_faults(real_market_data):
         st = fx.state()
     pd.testing.assert_frame_equal(got, source(real_market_data))
     assert st["max_weight"] <= 80 and len(st["weight_by_window"]) >= 3 and set(st["status_counts"]) == {200}, st
+
+
+async def test_python_binance_async_client(fakex):
+    "python-binance's AsyncClient on the same event loop as the in-process fake."
+    from binance import AsyncClient
+    c = AsyncClient(fakex.api_key, fakex.api_secret)
+    c.FUTURES_URL, c.FUTURES_DATA_URL, c.API_URL = f"{fakex.base_url}/fapi", f"{fakex.base_url}/futures/data", f"{fakex.base_url}/api"
+    try:
+        kl = await c.futures_klines(symbol="BTCUSDT", interval="1h", limit=5)
+        o = await c.futures_create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity=0.002)
+        pos = await c.futures_position_information(symbol="BTCUSDT")
+        fr = await c.futures_funding_rate(symbol="BTCUSDT", limit=3)
+    finally:
+        await c.close_connection()
+    assert len(kl) == 5 and kl[-1][0] == int(real_end_open(fakex)) and o["status"] == "FILLED"
+    assert float(pos[0]["positionAmt"]) == -0.002 and len(fr) == 3
+
+
+def real_end_open(fx):
+    bars = fx.data.bars("klines", "1h")
+    return bars.index[-1].value // 1_000_000
