@@ -1,0 +1,67 @@
+"""The `btcfut` command end to end, as a user runs it: real processes, the fake exchange over loopback."""
+import json, os, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BTCFUT = str(Path(sys.executable).parent / "btcfut")
+SHARED = ROOT.parent / "shared" / "data" / "binance"
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def run(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([BTCFUT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "BTCFUT_CONFIG": ""})
+
+@pytest.fixture(scope="module")
+def fake_exchange():
+    if not SHARED.is_dir(): pytest.skip(f"shared archive data not found at {SHARED}")
+    port = _free_port()
+    p = subprocess.Popen([BTCFUT, "fakex", "--port", str(port), "--archive-root", str(SHARED)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/fapi/v1/ping", timeout=1); break
+        except OSError:
+            if p.poll() is not None: pytest.fail(f"btcfut fakex exited: {p.stdout.read()}")
+            time.sleep(0.2)
+    yield url
+    p.terminate(); p.wait(10)
+
+def test_fetch_into_a_new_store_equals_the_bundled_data(fake_exchange, tmp_path):
+    r = run("--data-dir", str(tmp_path), "data", "fetch", "--interval", "1h", "--start", "2024-01-01",
+            "--end", "2024-03-01", "--base-url", fake_exchange)
+    assert r.returncode == 0, r.stderr
+    from btcfut.data.store import DataManager
+    got = DataManager(tmp_path).load("klines", "BTCUSDT", "1h")
+    want = DataManager().load("klines", "BTCUSDT", "1h", "2024-01-01", "2024-03-01")
+    assert len(got) == 60 * 24
+    pd.testing.assert_frame_equal(got[["open", "high", "low", "close", "volume"]], want[["open", "high", "low", "close", "volume"]])
+    info = json.loads(run("--data-dir", str(tmp_path), "data", "info", "--json").stdout)
+    assert [(s["dataset"], s["interval"], s["rows"]) for s in info["series"]] == [("klines", "1h", 1440)]
+
+def test_download_and_import_archive_files(fake_exchange, tmp_path):
+    r = run("--data-dir", str(tmp_path / "store"), "data", "download", "--dataset", "fundingRate", "--start", "2024-01-01",
+            "--end", "2024-03-01", "--base-url", fake_exchange, "--dest", str(tmp_path / "mirror"))
+    assert r.returncode == 0, r.stderr
+    assert "downloaded 2 files" in r.stdout
+    from btcfut.data.store import DataManager
+    got = DataManager(tmp_path / "store").load("fundingRate", "BTCUSDT")
+    want = DataManager().load("fundingRate", "BTCUSDT", start="2024-01-01", end="2024-03-01")
+    pd.testing.assert_frame_equal(got, want)
+    again = run("--data-dir", str(tmp_path / "store"), "data", "download", "--dataset", "fundingRate", "--start", "2024-01-01",
+                "--end", "2024-03-01", "--base-url", fake_exchange, "--dest", str(tmp_path / "mirror"))
+    assert "downloaded 0 files" in again.stdout and "2 already complete" in again.stdout
+
+def test_bad_input_gets_a_clear_error(tmp_path):
+    r = run("--data-dir", str(tmp_path), "data", "fetch", "--interval", "7m", "--start", "2024-01-01", "--end", "2024-02-01",
+            "--base-url", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "unknown interval '7m'" in r.stderr, r.stderr
+    r = run("--data-dir", str(tmp_path), "data", "fetch", "--start", "2024-02-01", "--end", "2024-01-01",
+            "--base-url", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "before" in r.stderr.lower(), r.stderr
+    assert not any(tmp_path.rglob("*.parquet")), "a failed fetch wrote files"
