@@ -630,6 +630,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'btcfut.sizing._fixed_fraction': ('risk.sizing.html#_fixed_fraction', 'btcfut/sizing.py'),
                                'btcfut.sizing._kelly': ('risk.sizing.html#_kelly', 'btcfut/sizing.py'),
                                'btcfut.sizing._leverage_adjusted': ('risk.sizing.html#_leverage_adjusted', 'btcfut/sizing.py'),
+                               'btcfut.sizing._limit_messages': ('risk.sizing.html#_limit_messages', 'btcfut/sizing.py'),
+                               'btcfut.sizing._limit_targets': ('risk.sizing.html#_limit_targets', 'btcfut/sizing.py'),
                                'btcfut.sizing._max_sizes': ('risk.sizing.html#_max_sizes', 'btcfut/sizing.py'),
                                'btcfut.sizing._max_steps': ('risk.sizing.html#_max_steps', 'btcfut/sizing.py'),
                                'btcfut.sizing._plain': ('risk.sizing.html#_plain', 'btcfut/sizing.py'),
