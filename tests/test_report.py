@@ -1,0 +1,76 @@
+"""The research report opened in headless Chromium: it renders, plotly draws every chart, nothing reaches the network.
+
+Runs a short walk-forward demo (real bundled data, the same `run_demo` as `make demo`) into a temporary
+directory, then loads the HTML with Chromium twice: once dumping the DOM after scripts ran (plotly's SVGs must
+be there) and once taking a 1280x900 screenshot, kept at tests/artifacts/report.png for a look.
+"""
+import os, re, shutil, subprocess, tempfile
+from pathlib import Path
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make sysdeps` installs it with apt-get)")
+
+# a short demo: ~15 months of 1h bars, 90-day training windows, 30-day tests
+DEMO_OVERRIDES = {"research.start": "2024-03-01", "research.train": "90D", "research.test": "30D"}
+
+
+def chromium(*args, profile: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    from btcfut.core import Config
+    from btcfut.research import run_demo
+    out = tmp_path_factory.mktemp("report") / "demo.html"
+    res = run_demo(Config.load(overrides=DEMO_OVERRIDES), out=out, progress=False)
+    return out, res
+
+
+def test_report_is_self_contained(demo_report):
+    out, res = demo_report
+    html = out.read_text()
+    assert html.count("window.PlotlyConfig") == 1, "plotly.js must be inlined exactly once"
+    # no resource is fetched from elsewhere: no external src/href on script, link or img tags
+    external = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?:)?//[^"]+"', html)
+    assert not external, f"external resources: {external[:3]}"
+    for title in ("Equity (USDT)", "Drawdown", "Position (BTC) and leverage", "Distance to liquidation",
+                  "Cumulative funding", "Walk-forward folds"):
+        assert title in html, f"chart {title!r} missing"
+    assert "quantstats tearsheet" in html and "Key Performance Metrics" in html
+    assert res.metrics.loc["sharpe"].notna().all()
+
+
+def test_report_renders_in_chromium(demo_report):
+    out, _ = demo_report
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        dom = chromium("--virtual-time-budget=10000", "--dump-dom", out.as_uri(), profile=Path(profile))
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        # plotly replaces each chart's empty div by an SVG with class main-svg once its script has run
+        n_plots = dom.stdout.count('class="plot-container plotly"')
+        assert n_plots >= 6, f"only {n_plots} plotly charts were drawn"
+        assert "Uncaught" not in dom.stderr, dom.stderr[-2000:]
+        r = chromium(f"--screenshot={shot}", "--window-size=1280,900", "--virtual-time-budget=10000", out.as_uri(),
+                     profile=Path(profile))
+    assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
+    assert shot.stat().st_size > 20_000, "screenshot is suspiciously small (blank page?)"
+    png = _png_pixels(shot)
+    if png is not None:  # a blank page is one colour; a rendered report has text, lines and fills
+        assert png.std() > 10 and len(np.unique(png.reshape(-1, png.shape[-1]), axis=0)) > 50
+
+
+def _png_pixels(path: Path):
+    try:
+        import matplotlib.image as mpimg
+    except ImportError:
+        return None
+    return (mpimg.imread(path)[..., :3] * 255).astype(np.uint8)
