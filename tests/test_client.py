@@ -158,6 +158,10 @@ def test_python_binance_round_trip(fakex_thread, real_market_data):
     assert bal[0]["asset"] == "USDT" and float(acct["totalWalletBalance"]) < 10_000 # taker fee paid
     assert c.futures_leverage_bracket(symbol="BTCUSDT")[0]["brackets"][0]["initialLeverage"] == 125
     assert len(c.futures_stream_get_listen_key()) == 64
+    trades = c.futures_account_trades(symbol="BTCUSDT")
+    assert [t["orderId"] for t in trades] == [o["orderId"]] and float(trades[0]["commission"]) > 0
+    assert {i["incomeType"] for i in c.futures_income_history(symbol="BTCUSDT")} == {"COMMISSION"}
+    assert c.futures_get_position_mode()["dualSidePosition"] is False
     bad = Client(fx.api_key, "wrong-secret", ping=False)
     bad.FUTURES_URL = c.FUTURES_URL
     with pytest.raises(BinanceAPIException) as e: bad.futures_account()

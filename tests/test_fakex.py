@@ -159,6 +159,8 @@ async def test_orders_fill_against_the_price_path(fakex, real_market_data):
     assert got.status == "FILLED" and got.avg_price == below and fakex.account.qty == 0.02
     assert fakex.orders[sl["orderId"]].status == "NEW" # never reached
     assert fakex.account.funding != 0 # funding events passed while holding
+    st, inc = await signed(fakex, "GET", "/fapi/v1/income", incomeType="FUNDING_FEE", limit=1000)
+    assert abs(sum(float(i["income"]) for i in inc) + fakex.account.funding) < 1e-6 and len(inc) > 10
     st, pos = await signed(fakex, "GET", "/fapi/v2/positionRisk", symbol="BTCUSDT")
     assert float(pos[0]["positionAmt"]) == 0.02 and pos[0]["liquidationPrice"] == "0" # cross, wallet covers any move down
     st, q = await signed(fakex, "GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="t-1")
