@@ -68,6 +68,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'btcfut.cli.fakex': ('cli.html#fakex', 'btcfut/cli.py'),
                             'btcfut.cli.main': ('cli.html#main', 'btcfut/cli.py'),
                             'btcfut.cli.main_options': ('cli.html#main_options', 'btcfut/cli.py'),
+                            'btcfut.cli.risk_brackets': ('cli.html#risk_brackets', 'btcfut/cli.py'),
+                            'btcfut.cli.risk_liq': ('cli.html#risk_liq', 'btcfut/cli.py'),
                             'btcfut.cli.show_config': ('cli.html#show_config', 'btcfut/cli.py'),
                             'btcfut.cli.version': ('cli.html#version', 'btcfut/cli.py')},
             'btcfut.core': { 'btcfut.core.Config': ('core.html#config', 'btcfut/core.py'),
