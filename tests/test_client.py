@@ -201,3 +201,21 @@ async def test_python_binance_async_client(fakex):
 def real_end_open(fx):
     bars = fx.data.bars("klines", "1h")
     return bars.index[-1].value // 1_000_000
+
+
+@pytest.mark.parametrize("kind", ["5xx", "malformed", "truncate"])
+async def test_random_faults_on_every_endpoint(fakex, real_market_data, kind):
+    "40% of all requests fail (seeded); every call still returns the complete answer."
+    async with client(fakex, max_retries=12) as c:
+        ref_f = await c.funding_rate("BTCUSDT", "2020-01-01", "2025-01-01")
+        ref_oi = await c.open_interest_hist("BTCUSDT", "5m", "2025-05-10", "2025-05-20")
+        fakex.faults.add(kind, "/f*", probability=0.4)
+        fakex.faults.add("-1021", "/fapi/v1/leverageBracket", count=1)
+        f = await c.funding_rate("BTCUSDT", "2020-01-01", "2025-01-01")
+        oi = await c.open_interest_hist("BTCUSDT", "5m", "2025-05-10", "2025-05-20")
+        br = await c.leverage_brackets("BTCUSDT")
+        m = await c.mark_price_klines("BTCUSDT", "1h", START, END)
+    assert fakex.faults.rules[0].hits >= 3 and fakex.faults.rules[1].hits == 1
+    pd.testing.assert_frame_equal(f, ref_f); pd.testing.assert_frame_equal(oi, ref_oi)
+    assert len(br) == 12 and len(f) == 1827 * 3 == len(real_market_data.funding.loc["2020":"2024"]) # 2020-2024, 8-hourly
+    pd.testing.assert_frame_equal(m, real_market_data.bars("markPriceKlines", "1h").loc[START:"2024-12-31 23:00"])
