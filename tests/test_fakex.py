@@ -284,3 +284,11 @@ async def test_recorded_capture_replays_a_consistent_order_book():
                 if float(q) == 0: book[side].pop(float(p), None)
                 else: book[side][float(p)] = float(q)
     assert max(book["bids"]) < min(book["asks"]) # never crossed
+
+
+async def test_order_rate_limit(real_market_data):
+    async with FakeExchange(real_market_data, port=0, order_limit_10s=3, retry_grace_s=10.0) as fx:
+        got = [await order(fx, side="BUY" if i % 2 == 0 else "SELL", type="MARKET", quantity="0.01") for i in range(4)]
+        st, _ = await signed(fx, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT") # any request before Retry-After
+    assert [g[0] for g in got] == [200, 200, 200, 429] and got[3][1]["code"] == -1015
+    assert st == 429 # within Retry-After, every request is refused (in-flight grace: no ban yet)
