@@ -561,6 +561,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'btcfut.research._mark': ('research.html#_mark', 'btcfut/research.py'),
                                  'btcfut.research.apply_risk': ('research.html#apply_risk', 'btcfut/research.py'),
                                  'btcfut.research.buy_and_hold_target': ('research.html#buy_and_hold_target', 'btcfut/research.py'),
+                                 'btcfut.research.decisions_only': ('research.html#decisions_only', 'btcfut/research.py'),
                                  'btcfut.research.ema': ('research.html#ema', 'btcfut/research.py'),
                                  'btcfut.research.rebalance_band': ('research.html#rebalance_band', 'btcfut/research.py'),
                                  'btcfut.research.research_frame': ('research.html#research_frame', 'btcfut/research.py'),
