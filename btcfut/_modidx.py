@@ -10,6 +10,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                 'btcfut/backtest.py'),
                                  'btcfut.backtest.BacktestResult': ('backtest.html#backtestresult', 'btcfut/backtest.py'),
                                  'btcfut.backtest.BacktestResult.__repr__': ('backtest.html#backtestresult.__repr__', 'btcfut/backtest.py'),
+                                 'btcfut.backtest.BacktestResult.to_frame': ('backtest.html#backtestresult.to_frame', 'btcfut/backtest.py'),
                                  'btcfut.backtest.FillModel': ('backtest.html#fillmodel', 'btcfut/backtest.py'),
                                  'btcfut.backtest.FillModel.__post_init__': ('backtest.html#fillmodel.__post_init__', 'btcfut/backtest.py'),
                                  'btcfut.backtest.FillModel.check_leverage': ( 'backtest.html#fillmodel.check_leverage',
