@@ -712,7 +712,7 @@ def build_bundled_store(src=None, # archive directory (default: ../shared/data/b
 class Sample:
     "A bundle of real data: last-price bars, mark-price bars, funding events (and open interest if stored)."
     bars: pd.DataFrame
-    mark: pd.DataFrame
+    mark: pd.DataFrame|None # None where the store has no mark prices at or below `interval` (1m in the bundled set)
     funding: pd.DataFrame
     oi: pd.DataFrame|None = None
     symbol: str = "BTCUSDT"
@@ -733,7 +733,9 @@ def load_sample(interval:str="1h", start=None, end=None, symbol:str="BTCUSDT", r
     dm = _SAMPLE_MANAGERS.get(r) or _SAMPLE_MANAGERS.setdefault(r, DataManager(r))
     oi = None
     if ("metrics", symbol, None) in dm.stored(): oi = dm.load("metrics", symbol, start=start, end=end)
-    return Sample(dm.load("klines", symbol, interval, start, end), dm.load("markPriceKlines", symbol, interval, start, end),
+    try: mark = dm.load("markPriceKlines", symbol, interval, start, end)
+    except DataNotFoundError: mark = None # e.g. 1m: only 1h mark prices are bundled; callers fall back to last prices
+    return Sample(dm.load("klines", symbol, interval, start, end), mark,
                   dm.load("fundingRate", symbol, start=start, end=end), oi, symbol, interval)
 
 # %% ../../nbs/01_data.store.ipynb #0399670e
