@@ -6,7 +6,7 @@ bar's close (prices stay continuous; every bar's returns, ranges and volume are 
 funding rates from 2024-06-01 on, one per 8h on the synthetic grid. Mark price = last price (no 1m mark is bundled).
 
 Strategy (the same signals for all three): SMA(fast) vs SMA(slow) of the close, long when fast > slow else short,
-decided at the close, filled at the next open, 2x equity (ours: a target only where the signal changes); 1% stop-loss. Ours adds what the peers do not model: funding,
+decided at the close, filled at the next open, 2x equity (ours: a target only where the signal changes); 1.5% stop-loss. Ours adds what the peers do not model: funding,
 isolated margin with Binance brackets and mark-price liquidation (leverage setting 50, 2x equity), volatility- and
 size-dependent slippage. vectorbt: `Portfolio.from_signals` with the signals shifted one bar and `price=open`.
 backtesting.py: a Strategy reading the same signal array, `trade_on_close=False`.
@@ -110,13 +110,13 @@ def run_backtesting(bars:pd.DataFrame, sig:np.ndarray, stop:float, fees:float):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bars", type=int, default=525_600)
-    ap.add_argument("--bt-slice", type=int, default=52_560, help="bars timed for backtesting.py (scaled linearly)")
+    ap.add_argument("--bt-slice", type=int, default=525_600, help="bars timed for backtesting.py (scaled linearly when fewer than --bars)")
     ap.add_argument("--sweep", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     a = ap.parse_args()
     if a.quick: a.bars, a.bt_slice, a.sweep, a.repeat = 20_000, 5_000, 4, 1
-    fast, slow, stop = 120, 720, 0.01
+    fast, slow, stop = 120, 720, 0.015
 
     log("compiling (cold, fresh process, empty numba cache) ...")
     compile_s = cold_compile_s()
