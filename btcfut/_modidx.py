@@ -46,6 +46,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'btcfut.backtest._orders_in_bar': ('backtest.html#_orders_in_bar', 'btcfut/backtest.py'),
                                  'btcfut.backtest._pay_funding': ('backtest.html#_pay_funding', 'btcfut/backtest.py'),
                                  'btcfut.backtest._prepare': ('backtest.html#_prepare', 'btcfut/backtest.py'),
+                                 'btcfut.backtest._risk_close': ('backtest.html#_risk_close', 'btcfut/backtest.py'),
+                                 'btcfut.backtest._risk_open': ('backtest.html#_risk_open', 'btcfut/backtest.py'),
                                  'btcfut.backtest._round_qty': ('backtest.html#_round_qty', 'btcfut/backtest.py'),
                                  'btcfut.backtest._run_arrays': ('backtest.html#_run_arrays', 'btcfut/backtest.py'),
                                  'btcfut.backtest._run_core': ('backtest.html#_run_core', 'btcfut/backtest.py'),

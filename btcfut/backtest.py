@@ -96,37 +96,49 @@ class FillModel:
 # %% ../nbs/05_backtest.ipynb #67134ccf
 _PARAM_KEYS = ("initial_equity", "leverage", "qty_step", "min_notional", "slippage_bps", "slippage_impact",
                "slippage_max_bps", "rebalance_band", "stop_loss", "take_profit")
+_RISK_KEYS = ("risk_limits", "max_daily_loss", "drawdown_halt", "drawdown_cooldown_hours")
+_OPTIONAL = {"stop_loss", "take_profit", "max_daily_loss", "drawdown_halt", "drawdown_cooldown_hours"}
 
 def _engine_params(cfg:Config|None, overrides:Mapping) -> dict:
-    "Merge `backtest:` and `fees:` of `cfg` with `overrides`; validate."
+    "Merge `backtest:` and `fees:` of `cfg` with `overrides`, resolve the risk limits from `risk:`; validate."
     cfg = Config.load() if cfg is None else cfg
     d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-    bt, fees = d.get("backtest") or {}, d.get("fees") or {}
-    p = {k: bt.get(k) for k in _PARAM_KEYS} | {"maker": fees.get("maker", 0.0002), "taker": fees.get("taker", 0.0005)}
+    bt, fees, risk = d.get("backtest") or {}, d.get("fees") or {}, d.get("risk") or {}
+    p = {k: bt.get(k) for k in _PARAM_KEYS + _RISK_KEYS} | {"maker": fees.get("maker", 0.0002), "taker": fees.get("taker", 0.0005)}
     unknown = set(overrides) - set(p)
     if unknown: raise ValueError(f"unknown backtest parameter(s) {sorted(unknown)}; known: {sorted(p)}")
     p.update(overrides)
+    p["risk_limits"] = bool(p["risk_limits"])
+    if p["risk_limits"]: # unset limits come from the risk manager's section
+        if p["max_daily_loss"] is None: p["max_daily_loss"] = risk.get("max_daily_loss")
+        if p["drawdown_halt"] is None: p["drawdown_halt"] = risk.get("max_drawdown")
     for k, v in p.items():
-        if k in ("stop_loss", "take_profit") and v is None: continue
+        if k == "risk_limits" or (k in _OPTIONAL and v is None): continue
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ValueError(f"backtest parameter {k!r} must be a finite number >= 0, got {v!r}")
     if p["initial_equity"] <= 0: raise ValueError(f"initial_equity must be > 0, got {p['initial_equity']}")
     if p["leverage"] < 1: raise ValueError(f"leverage must be >= 1, got {p['leverage']}")
     if p["qty_step"] <= 0: raise ValueError(f"qty_step must be > 0, got {p['qty_step']}")
+    for k in ("max_daily_loss", "drawdown_halt"):
+        if p[k] is not None and p[k] >= 1: raise ValueError(f"{k} must be a fraction in [0, 1) (0 or None = off), got {p[k]}")
+    if p["drawdown_cooldown_hours"] is not None and p["drawdown_cooldown_hours"] <= 0:
+        raise ValueError(f"drawdown_cooldown_hours must be > 0 or None (halt for the rest of the run), got {p['drawdown_cooldown_hours']}")
     return p
 
 # %% ../nbs/05_backtest.ipynb #44a05baa
 # account state slots
-_W, _POS, _ENT, _MAR, _LP, _SL, _TP, _NTR, _FUND, _RUIN, _CLIP, _TURN, _SLX, _TPX, _NST = range(15)
+(_W, _POS, _ENT, _MAR, _LP, _SL, _TP, _NTR, _FUND, _RUIN, _CLIP, _TURN, _SLX, _TPX,
+ _PEAK, _DAY, _DAYEQ, _HDAY, _HRES, _NHD, _NHDD, _NHB, _NST) = range(23) # risk limits: peak, day, day-start equity, halts
 # ledger columns
 (_T_EBAR, _T_XBAR, _T_SIDE, _T_QTY, _T_EVAL, _T_EQTY, _T_XVAL, _T_XQTY, _T_FEES, _T_FUND, _T_SLIP, _T_PNL,
  _T_REASON, _NT) = range(14)
-EXIT_REASONS = ("signal", "stop_loss", "take_profit", "liquidation", "order", "open")
-_R_SIGNAL, _R_STOP, _R_TARGET, _R_LIQ, _R_ORDER = 0.0, 1.0, 2.0, 3.0, 4.0 # floats: no literal specializations
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "liquidation", "order", "open", "risk_halt")
+_R_SIGNAL, _R_STOP, _R_TARGET, _R_LIQ, _R_ORDER, _R_HALT = 0.0, 1.0, 2.0, 3.0, 4.0, 6.0 # floats: no literal specializations
 ORDER_KINDS = ("market", "limit", "stop", "take_profit")
 # parameter slots
 (_P_EQ0, _P_LEV, _P_STEP, _P_MINN, _P_SBPS, _P_SIMP, _P_SMAX, _P_BAND, _P_SLF, _P_TPF, _P_MAKER, _P_TAKER,
- _P_QTY_UNIT, _NP) = range(14)
+ _P_QTY_UNIT, _P_MDL, _P_DDL, _P_COOL, _P_DT, _NP) = range(18)
+_DAY_MS = 86_400_000
 
 # %% ../nbs/05_backtest.ipynb #7f21fedf
 @njit(cache=True, error_model="numpy")
@@ -292,6 +304,32 @@ def _open_gaps(st, tr, p, br, err, i, o_i, mo_i, rprev, vprev):
         return _fill(st, tr, p, br, err, i, -pos, o_i, slip, p[_P_TAKER], _R_TARGET)
     return 0
 
+# %% ../nbs/05_backtest.ipynb #70fe8076
+@njit(cache=True, error_model="numpy")
+def _risk_open(st, tr, p, br, err, i, t_i, o_i, eq_prev, rprev, vprev):
+    "At the open of bar `i` (open time `t_i`, ms): is a risk halt in force? Then close the position at the open. Returns (halted, error)."
+    day = t_i // _DAY_MS
+    if day != st[_DAY]: st[_DAY] = day; st[_DAYEQ] = eq_prev # the UTC day's start equity: the last close before it
+    halted = st[_HDAY] == day
+    if not np.isnan(st[_HRES]):
+        if t_i < st[_HRES]: halted = True
+        else: st[_HRES] = np.nan; st[_PEAK] = eq_prev # cool-down over: the drawdown is measured afresh
+    if not halted: return False, 0
+    st[_NHB] += 1
+    pos = st[_POS]
+    if pos == 0.0: return True, 0
+    slip = slippage_frac(pos, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
+    return True, _fill(st, tr, p, br, err, i, -pos, o_i, slip, p[_P_TAKER], _R_HALT)
+
+@njit(cache=True, error_model="numpy")
+def _risk_close(st, p, t_i, eq_i):
+    "At the close of the bar opened at `t_i`: a daily loss or drawdown breach on the equity `eq_i` halts from the next open."
+    if p[_P_MDL] > 0 and st[_HDAY] != st[_DAY] and st[_DAYEQ] > 0 and t_i + p[_P_DT] < (st[_DAY] + 1)*_DAY_MS:
+        if 1.0 - eq_i/st[_DAYEQ] >= p[_P_MDL]: st[_HDAY] = st[_DAY]; st[_NHD] += 1
+    if p[_P_DDL] > 0 and np.isnan(st[_HRES]):
+        if eq_i > st[_PEAK]: st[_PEAK] = eq_i
+        if 1.0 - eq_i/st[_PEAK] >= p[_P_DDL]: st[_HRES] = t_i + p[_P_DT] + p[_P_COOL]; st[_NHDD] += 1
+
 # %% ../nbs/05_backtest.ipynb #620a1dd6
 @njit(cache=True, error_model="numpy")
 def _target_fill(st, tr, p, br, err, i, tgt, eq_prev, c_prev, o_i, rprev, vprev):
@@ -347,7 +385,7 @@ def _orders_in_bar(st, tr, p, br, err, i, h_i, l_i, oact, lo, nxt, ok, oq, op, o
 
 # %% ../nbs/05_backtest.ipynb #83cb9555
 @njit(cache=True, error_model="numpy")
-def _run_core(o, h, l, c, v, mo, mh, ml, mc, funding, target, slp, tpp, p, br,
+def _run_core(o, h, l, c, v, mo, mh, ml, mc, tms, funding, target, slp, tpp, p, br,
               ob, ok, oq, op, orr, fs, fe, fh, fl):
     "The bar loop: per-bar equity, position, liq price, cum. funding, leverage, liq distance, returns; ledger, state, error."
     n = o.shape[0]; no = ob.shape[0]; has_levels = slp.shape[0] > 0
@@ -355,6 +393,8 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, funding, target, slp, tpp, p, br,
     leva = np.empty(n); dista = np.empty(n); reta = np.empty(n)
     st = np.zeros(_NST); st[_W] = p[_P_EQ0]; st[_LP] = np.nan; st[_SL] = np.nan; st[_TP] = np.nan
     st[_SLX] = np.nan; st[_TPX] = np.nan
+    st[_PEAK] = p[_P_EQ0]; st[_DAY] = -1.0; st[_DAYEQ] = p[_P_EQ0]; st[_HDAY] = -1.0; st[_HRES] = np.nan
+    risk_on = p[_P_MDL] > 0 or p[_P_DDL] > 0
     err = np.zeros(4)
     tr = np.zeros((64, _NT))
     oact = np.zeros(no, np.int8) # 0 waiting, 1 active, 2 done
@@ -378,9 +418,15 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, funding, target, slp, tpp, p, br,
         pos = st[_POS]
         if pos != 0.0 and _touched(pos, st, o[i], o[i], mo[i], mo[i]): # the open is already through a level
             if _open_gaps(st, tr, p, br, err, i, o[i], mo[i], rprev, vprev): break
-        if i > 0 and not np.isnan(target[i-1]) and st[_RUIN] == 0.0:
+        halted = False
+        if risk_on: # after the position's own exits at the open; a halt ignores targets and cancels orders
+            halted, bad = _risk_open(st, tr, p, br, err, i, tms[i], o[i], eq[i-1] if i > 0 else p[_P_EQ0], rprev, vprev)
+            if bad: break
+            if halted:
+                for j in range(lo, nxt): oact[j] = 2
+        if not halted and i > 0 and not np.isnan(target[i-1]) and st[_RUIN] == 0.0:
             if _target_fill(st, tr, p, br, err, i, target[i-1], eq[i-1], c[i-1], o[i], rprev, vprev): break
-        if lo < nxt and _orders_at_open(st, tr, p, br, err, i, o[i], oact, lo, nxt, ok, oq, op, orr, rprev, vprev): break
+        if not halted and lo < nxt and _orders_at_open(st, tr, p, br, err, i, o[i], oact, lo, nxt, ok, oq, op, orr, rprev, vprev): break
         # inside the bar: the position's own exits (worst first), then resting orders
         pos = st[_POS]
         if pos != 0.0 and _touched(pos, st, h[i], l[i], mh[i], ml[i]):
@@ -396,6 +442,7 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, funding, target, slp, tpp, p, br,
         dista[i] = np.nan if pos == 0.0 else ((mc[i] - st[_LP])/mc[i] if pos > 0 else (st[_LP] - mc[i])/mc[i])
         reta[i] = eq[i]/(eq[i-1] if i > 0 else p[_P_EQ0]) - 1.0
         if eq[i] <= 0.0: st[_RUIN] = 1.0
+        elif risk_on: _risk_close(st, p, tms[i], eq[i])
     rows = int(st[_NTR]) + (1 if st[_POS] != 0.0 else 0)
     return eq, posa, lpa, funda, leva, dista, reta, tr[:rows].copy(), st, err
 
@@ -545,9 +592,9 @@ def _ledger(tr:np.ndarray, index:pd.DatetimeIndex, last_close:float, st:np.ndarr
 # %% ../nbs/05_backtest.ipynb #c02fc74f
 class BacktestEngine:
     "Backtest target positions or orders on Binance USDⓈ-M bars with fees, slippage, funding and isolated margin."
-    def __init__(self, cfg:Config|None=None, # reads `backtest:` and `fees:`
+    def __init__(self, cfg:Config|None=None, # reads `backtest:`, `fees:` (and `risk:` when `risk_limits`)
                  brackets:LeverageBrackets|None=None, # default: `LeverageBrackets.from_config(cfg)`
-                 **overrides): # any `backtest:` key, or `maker`/`taker` fee rates
+                 **overrides): # any `backtest:` key (e.g. `risk_limits=True`), or `maker`/`taker` fee rates
         cfg = Config.load() if cfg is None else cfg
         self.params = _engine_params(cfg, overrides)
         self.brackets = LeverageBrackets.from_config(cfg) if brackets is None else brackets
@@ -573,6 +620,8 @@ class BacktestEngine:
         if target_unit not in ("equity_fraction", "qty"):
             raise ValueError(f"target_unit must be 'equity_fraction' or 'qty', got {target_unit!r}")
         a[_P_QTY_UNIT] = 1.0 if target_unit == "qty" else 0.0
+        a[_P_MDL], a[_P_DDL] = p["max_daily_loss"] or 0.0, p["drawdown_halt"] or 0.0
+        a[_P_COOL] = math.inf if p["drawdown_cooldown_hours"] is None else p["drawdown_cooldown_hours"]*3_600_000.0
         return a
 
 # %% ../nbs/05_backtest.ipynb #12fbd968
@@ -580,6 +629,7 @@ class BacktestEngine:
 class _Prepared:
     "Validated bar arrays, reusable across many targets (sweeps)."
     bars:pd.DataFrame; arrays:tuple; fine:tuple; funding:np.ndarray
+    times_ms:np.ndarray; interval_ms:float # bar open times (int64 ms since the epoch) and the bars' interval
 
 def _prepare(bars:pd.DataFrame, mark:pd.DataFrame|None, funding:pd.DataFrame|None, fine_bars:pd.DataFrame|None) -> _Prepared:
     check_frame(bars, required=PRICE_COLUMNS + ["volume"], name="bars")
@@ -596,7 +646,8 @@ def _prepare(bars:pd.DataFrame, mark:pd.DataFrame|None, funding:pd.DataFrame|Non
     dt = _bar_interval_ns(bars.index)
     arrays = (f64(bars, "open"), f64(bars, "high"), f64(bars, "low"), f64(bars, "close"), vol,
               f64(mark, "open"), f64(mark, "high"), f64(mark, "low"), f64(mark, "close"))
-    return _Prepared(bars, arrays, _fine_arrays(fine_bars, bars, dt), _funding_per_bar(funding, bars, dt))
+    return _Prepared(bars, arrays, _fine_arrays(fine_bars, bars, dt), _funding_per_bar(funding, bars, dt),
+                     np.ascontiguousarray(_ns(bars.index)//1_000_000), dt/1e6)
 
 # %% ../nbs/05_backtest.ipynb #d94b60f0
 def _levels(x, bars, name) -> np.ndarray:
@@ -624,7 +675,8 @@ def _run_arrays(self, prep:_Prepared, target, target_unit, orders, stop_loss, ta
     if len(slp) or len(tpp): # both per bar, or neither
         slp, tpp = (x if len(x) else np.full(len(bars), np.nan) for x in (slp, tpp))
     ords = _orders_arrays(orders, bars, self.params["qty_step"])
-    out = _run_core(*prep.arrays, prep.funding, tgt, slp, tpp, p, self.br, *ords, *prep.fine)
+    p[_P_DT] = prep.interval_ms
+    out = _run_core(*prep.arrays, prep.times_ms, prep.funding, tgt, slp, tpp, p, self.br, *ords, *prep.fine)
     err = out[-1]
     if err[0] == 1:
         raise ValueError(f"leverage {self.params['leverage']:g} is above the bracket maximum {err[3]:g} for a position of "
@@ -643,7 +695,9 @@ def _totals(p:dict, eq:np.ndarray, tr:np.ndarray, st:np.ndarray) -> dict:
             "n_stop_loss": int((reason == _R_STOP).sum()), "n_take_profit": int((reason == _R_TARGET).sum()),
             "fees_paid": float(tr[:, _T_FEES].sum()) if len(tr) else 0.0, "funding_paid": float(st[_FUND]),
             "slippage_paid": float(tr[:, _T_SLIP].sum()) if len(tr) else 0.0, "turnover": float(st[_TURN]),
-            "margin_clipped": int(st[_CLIP]), "ruined": bool(st[_RUIN]), "open_position": float(st[_POS])}
+            "margin_clipped": int(st[_CLIP]), "ruined": bool(st[_RUIN]), "open_position": float(st[_POS]),
+            "n_risk_halts": int(st[_NHD] + st[_NHDD]), "n_daily_loss_halts": int(st[_NHD]),
+            "n_drawdown_halts": int(st[_NHDD]), "halted_bars": int(st[_NHB])}
 
 # %% ../nbs/05_backtest.ipynb #1e500aa7
 def run(self, bars:pd.DataFrame, # canonical last-price OHLCV frame
