@@ -395,6 +395,7 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, tms, funding, target, slp, tpp, p, 
     st[_SLX] = np.nan; st[_TPX] = np.nan
     st[_PEAK] = p[_P_EQ0]; st[_DAY] = -1.0; st[_DAYEQ] = p[_P_EQ0]; st[_HDAY] = -1.0; st[_HRES] = np.nan
     risk_on = p[_P_MDL] > 0 or p[_P_DDL] > 0
+    standing = np.nan; owed = False # the last target decided; whether a halt closed a position or ignored a target
     err = np.zeros(4)
     tr = np.zeros((64, _NT))
     oact = np.zeros(no, np.int8) # 0 waiting, 1 active, 2 done
@@ -418,14 +419,20 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, tms, funding, target, slp, tpp, p, 
         pos = st[_POS]
         if pos != 0.0 and _touched(pos, st, o[i], o[i], mo[i], mo[i]): # the open is already through a level
             if _open_gaps(st, tr, p, br, err, i, o[i], mo[i], rprev, vprev): break
-        halted = False
+        halted = False; tg = target[i-1] if i > 0 else np.nan
         if risk_on: # after the position's own exits at the open; a halt ignores targets and cancels orders
+            held = st[_POS] != 0.0
             halted, bad = _risk_open(st, tr, p, br, err, i, tms[i], o[i], eq[i-1] if i > 0 else p[_P_EQ0], rprev, vprev)
             if bad: break
+            if not np.isnan(tg): standing = tg
             if halted:
+                owed = owed or held or not np.isnan(tg)
                 for j in range(lo, nxt): oact[j] = 2
-        if not halted and i > 0 and not np.isnan(target[i-1]) and st[_RUIN] == 0.0:
-            if _target_fill(st, tr, p, br, err, i, target[i-1], eq[i-1], c[i-1], o[i], rprev, vprev): break
+            elif owed: # the halt is over: take up the standing target
+                if np.isnan(tg): tg = standing
+                owed = False
+        if not halted and not np.isnan(tg) and st[_RUIN] == 0.0:
+            if _target_fill(st, tr, p, br, err, i, tg, eq[i-1], c[i-1], o[i], rprev, vprev): break
         if not halted and lo < nxt and _orders_at_open(st, tr, p, br, err, i, o[i], oact, lo, nxt, ok, oq, op, orr, rprev, vprev): break
         # inside the bar: the position's own exits (worst first), then resting orders
         pos = st[_POS]
