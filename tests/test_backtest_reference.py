@@ -78,7 +78,8 @@ class RefResult:
     equity:np.ndarray; position:np.ndarray; liq_price:np.ndarray; funding_paid:np.ndarray; margin:np.ndarray
     trades:list = field(default_factory=list); clipped:int = 0; ruined:bool = False
     liq_margins:list = field(default_factory=list) # isolated margin lost at each liquidation (negative: funding ate it)
-    liq_extra:float = 0.0 # sum over liquidations of -(margin lost) - q*(open - entry): the loss beyond closing at the open
+    exit_extra:float = 0.0 # PnL of exits not at the bar's open, beyond closing at that open: liquidation
+    # -(margin lost) - q*(open - entry); stop/target inside the bar q*(level - open) (fee and slippage booked apart)
 
 
 def ref_funding_by_bar(index:pd.DatetimeIndex, funding:pd.DataFrame, dt:pd.Timedelta) -> list[list[float]]:
@@ -93,7 +94,8 @@ def ref_funding_by_bar(index:pd.DatetimeIndex, funding:pd.DataFrame, dt:pd.Timed
 
 
 def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_step, min_notional, slippage_bps,
-                  slippage_impact, slippage_max_bps, rebalance_band, taker, brackets, target_unit="equity_fraction"):
+                  slippage_impact, slippage_max_bps, rebalance_band, taker, brackets, target_unit="equity_fraction",
+                  stop_loss=None, take_profit=None):
     o, h, l, c, v = (bars[k].to_numpy(float) for k in ("open", "high", "low", "close", "volume"))
     mo, mh, ml = (mark[k].to_numpy(float) for k in ("open", "high", "low"))
     tgt = np.asarray(target, float)
@@ -101,7 +103,8 @@ def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_
     dt = pd.Timedelta(int(np.median(np.diff(bars.index.asi8))), "ms")
     fund = ref_funding_by_bar(bars.index, funding, dt)
     R = RefResult(np.zeros(n), np.zeros(n), np.full(n, np.nan), np.zeros(n), np.zeros(n))
-    S = dict(wallet=float(initial_equity), lots=0, ent=math.nan, margin=0.0, lp=math.nan, cur=None, fund=0.0)
+    S = dict(wallet=float(initial_equity), lots=0, ent=math.nan, margin=0.0, lp=math.nan, cur=None, fund=0.0,
+             sl=math.nan, tp=math.nan)
 
     def qty(): return S["lots"]*qty_step
     def lots_toward_zero(x): return int(math.copysign(math.floor(abs(x)/qty_step + 1e-9), x)) # engine's tolerance
@@ -118,10 +121,20 @@ def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_
         return min(slippage_bps/1e4 + slippage_impact*prev_range*math.sqrt(part), slippage_max_bps/1e4)
     def close_trade(i, reason):
         S["cur"].exit_bar, S["cur"].reason = i, reason
-        R.trades.append(S["cur"]); S.update(cur=None, lots=0, margin=0.0, lp=math.nan)
+        R.trades.append(S["cur"]); S.update(cur=None, lots=0, margin=0.0, lp=math.nan, sl=math.nan, tp=math.nan)
+    def exit_all(i, ref_price, reason, prev_range, prev_vol):
+        "Close the whole position as a taker at `ref_price` (a stop/target level, or the open it gapped through)."
+        side, q = (1 if S["lots"] > 0 else -1), abs(qty())
+        px = ref_price*(1 - side*slip(q, prev_range, prev_vol))
+        fee, pnl = q*px*taker, side*q*(px - S["ent"])
+        t = S["cur"]; t.n_fills += 1
+        R.exit_extra += side*q*(ref_price - o[i])
+        S["wallet"] += pnl - fee
+        t.x_val += q*px; t.x_qty += q; t.fees += fee; t.slippage += q*abs(px - ref_price); t.pnl += pnl - fee
+        close_trade(i, reason)
     def liquidate(i):
         q, m = abs(qty()), S["margin"]
-        S["wallet"] -= m; R.liq_margins.append(m); R.liq_extra += -m - qty()*(o[i] - S["ent"])
+        S["wallet"] -= m; R.liq_margins.append(m); R.exit_extra += -m - qty()*(o[i] - S["ent"])
         t = S["cur"]; t.pnl -= m; t.x_val += q*S["lp"]; t.x_qty += q
         close_trade(i, "liquidation")
 
@@ -137,6 +150,11 @@ def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_
                 S["lp"] = liq()
         # 2. liquidation at the mark open
         if S["lots"] > 0 and mo[i] <= S["lp"] or S["lots"] < 0 and mo[i] >= S["lp"]: liquidate(i)
+        # 2b. a stop / target the open gapped through: filled at the open (stop first)
+        elif S["lots"] > 0 and o[i] <= S["sl"] or S["lots"] < 0 and o[i] >= S["sl"]:
+            exit_all(i, o[i], "stop_loss", prev_range, prev_vol)
+        elif S["lots"] > 0 and o[i] >= S["tp"] or S["lots"] < 0 and o[i] <= S["tp"]:
+            exit_all(i, o[i], "take_profit", prev_range, prev_vol)
         # 3. the target decided at the last close, at this open
         if i > 0 and not math.isnan(tgt[i-1]) and not R.ruined:
             want = tgt[i-1] if target_unit == "qty" else tgt[i-1]*R.equity[i-1]/c[i-1]
@@ -144,7 +162,8 @@ def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_
             if abs(tl)*qty_step*o[i] < min_notional: tl = 0
             d = tl - S["lots"]
             same = S["lots"] != 0 and tl != 0 and (S["lots"] > 0) == (tl > 0)
-            skip = d == 0 or same and (abs(d)*qty_step*o[i] < min_notional or abs(d) < rebalance_band*abs(tl))
+            # "smaller than band x target", decided exactly on whole lots (|d| and |tl| are integers)
+            skip = d == 0 or same and (abs(d)*qty_step*o[i] < min_notional or abs(d) < rebalance_band*abs(tl) - 1e-9)
             if not skip:
                 s = slip(abs(d)*qty_step, prev_range, prev_vol)
                 px = o[i]*(1 + s) if d > 0 else o[i]*(1 - s)
@@ -183,8 +202,16 @@ def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_
                         S["ent"] = (abs(qty())*S["ent"] + q*px)/(new_l*qty_step) if S["lots"] else px
                         S["lots"] = sgn*new_l; S["margin"] += q*px/leverage; S["wallet"] -= fee
                         S["lp"] = liq()
+                        e, sd = S["ent"], (1 if S["lots"] > 0 else -1)
+                        S["sl"] = e*(1 - sd*stop_loss) if stop_loss else math.nan
+                        S["tp"] = e*(1 + sd*take_profit) if take_profit else math.nan
         # 4. liquidation inside the bar, on the mark low/high
         if S["lots"] > 0 and ml[i] <= S["lp"] or S["lots"] < 0 and mh[i] >= S["lp"]: liquidate(i)
+        # 5. then the stop (last-price low/high), then the target: worst case first, filled at the level
+        elif S["lots"] > 0 and l[i] <= S["sl"] or S["lots"] < 0 and h[i] >= S["sl"]:
+            exit_all(i, S["sl"], "stop_loss", prev_range, prev_vol)
+        elif S["lots"] > 0 and h[i] >= S["tp"] or S["lots"] < 0 and l[i] <= S["tp"]:
+            exit_all(i, S["tp"], "take_profit", prev_range, prev_vol)
         R.equity[i] = S["wallet"] + (qty()*(c[i] - S["ent"]) if S["lots"] else 0.0)
         R.position[i] = qty(); R.liq_price[i] = S["lp"]; R.funding_paid[i] = S["fund"]; R.margin[i] = S["margin"]
         if R.equity[i] <= 0: R.ruined = True
@@ -209,6 +236,7 @@ def ref_ledger(R:RefResult, index) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------------
 # random cases
 LEVERAGES = (2.0, 5.0, 10.0, 20.0, 50.0, 75.0)
+BAND = 0.1234567 # a band no integer lot ratio below 10^7 lots can equal: exact ties (see the xfail test) cannot occur
 
 def random_target(rng, n:int, lev:float, unit:str, price:float) -> np.ndarray:
     "A target path: NaN holds, flips, zeros, full leverage (margin clipping), tiny targets below the min notional."
@@ -239,14 +267,22 @@ def random_case(real, rng):
     params = dict(leverage=lev, slippage_bps=float(rng.choice((0.0, 1.0, 3.0))),
                   slippage_impact=float(rng.choice((0.0, 1.0, 50.0))), # 50: the cap binds on big orders
                   slippage_max_bps=float(rng.choice((5.0, 50.0))), min_notional=float(rng.choice((0.0, 100.0))),
-                  rebalance_band=float(rng.choice((0.0, 0.0, 0.1))), taker=float(rng.choice((0.0005, 0.0004))),
+                  rebalance_band=float(rng.choice((0.0, 0.0, BAND))), taker=float(rng.choice((0.0005, 0.0004))),
                   initial_equity=float(rng.choice((10_000.0, 2_500.0))))
     tgt = random_target(rng, len(b), lev, unit, float(b["close"].iloc[0]))
+    if rng.random() < 0.4: # per-position stop / target fractions of the entry
+        params["stop_loss"] = float(rng.choice((0.004, 0.01, 0.03)))
+        params["take_profit"] = float(rng.choice((0.005, 0.02))) if rng.random() < 0.6 else None
     return b, m, f, pd.Series(tgt, b.index), unit, params
 
 
 @pytest.fixture(scope="module")
 def cfg(): return Config.load()
+
+
+def engine_nan_bug(res) -> bool:
+    "The engine's equity went NaN (the zero-lot phantom open, see test_zero_lot_clipped_open_poisons_entry_price)."
+    return bool(np.isnan(res.equity.to_numpy()).any())
 
 
 def run_both(cfg, b, m, f, tgt, unit, params):
@@ -265,6 +301,7 @@ def run_both(cfg, b, m, f, tgt, unit, params):
 def _ref(eng, b, m, f, tgt, unit):
     p = eng.params
     return reference_run(b, m, f, tgt.to_numpy(), initial_equity=p["initial_equity"], leverage=p["leverage"],
+                      stop_loss=p["stop_loss"], take_profit=p["take_profit"],
                       qty_step=p["qty_step"], min_notional=p["min_notional"], slippage_bps=p["slippage_bps"],
                       slippage_impact=p["slippage_impact"], slippage_max_bps=p["slippage_max_bps"],
                       rebalance_band=p["rebalance_band"], taker=p["taker"], brackets=eng.brackets, target_unit=unit)
@@ -314,12 +351,14 @@ STATS = {}
 
 def test_reference_matches_engine_on_real_windows(real, cfg):
     rng = np.random.default_rng(20261125)
-    worst, n_trades, n_liq, n_flip, n_clip, n_fund, n_bars, n_refused = {}, 0, 0, 0, 0, 0, 0, 0
+    worst, n_trades, n_liq, n_flip, n_clip, n_fund, n_bars, n_refused, n_nan_bug = {}, 0, 0, 0, 0, 0, 0, 0, 0
+    n_stop = n_tp = 0
     t0 = time.perf_counter()
     for k in range(N_WINDOWS):
         b, m, f, tgt, unit, params = random_case(real, rng)
         eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
         if res is None: n_refused += 1; continue
+        if engine_nan_bug(res): n_nan_bug += 1; continue
         d = compare(res, R, b, where=f"case {k} ({b.index[0]}, {len(b)} bars, {unit}, {params})")
         for key, val in d.items(): worst[key] = max(worst.get(key, 0.0), val)
         tr = res.trades
@@ -327,11 +366,13 @@ def test_reference_matches_engine_on_real_windows(real, cfg):
         n_flip += int(((tr.exit_time.to_numpy()[:-1] == tr.entry_time.to_numpy()[1:])
                        & (tr.side.to_numpy()[:-1] != tr.side.to_numpy()[1:])).sum()) if len(tr) > 1 else 0
         n_clip += R.clipped; n_fund += int((tr.funding != 0).sum())
-    STATS.update(worst=worst, bars=n_bars, trades=n_trades, liquidations=n_liq, flips=n_flip, clipped=n_clip, refused=n_refused,
+        n_stop += int((tr.exit_reason == "stop_loss").sum()); n_tp += int((tr.exit_reason == "take_profit").sum())
+    STATS.update(worst=worst, bars=n_bars, trades=n_trades, liquidations=n_liq, flips=n_flip, clipped=n_clip, refused=n_refused, skipped_nan_bug=n_nan_bug, stops=n_stop, targets=n_tp,
                  seconds=time.perf_counter() - t0)
     print("\nreference vs engine:", STATS)
     # the cases must exercise every path the reference covers
-    assert n_liq >= 5 and n_flip >= 20 and n_clip >= 5 and n_fund >= 20, STATS
+    assert n_liq >= 5 and n_flip >= 20 and n_clip >= 5 and n_fund >= 20 and n_stop >= 20 and n_tp >= 10, STATS
+    assert n_nan_bug <= 3, STATS # the known NaN bug must stay a rare skip, not hide a broken comparison
 
 
 def test_reference_matches_engine_leveraged_liquidation_stress(real, cfg):
@@ -377,7 +418,7 @@ def test_reference_matches_engine_when_funding_drains_the_margin(real, cfg):
         if k % 2: b = b.assign(volume=np.where(rng.random(len(b)) < 0.1, 0.0, b["volume"]))
         params["initial_equity"] = float(rng.choice((150.0, 10_000.0)))
         eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
-        if res is None: continue
+        if res is None or engine_nan_bug(res): continue
         compare(res, R, b, where=f"scaled funding case {k}")
 
 
@@ -473,8 +514,9 @@ def test_accounting_identities(real, cfg):
       last close); totals = ledger sums; cumulative funding series ends at the ledger's funding;
     * final equity = initial + mark-to-market PnL at the *unslipped* reference prices (sum over bars of
       pos[i-1]*(close[i]-close[i-1]) + (pos[i]-pos[i-1])*(close[i]-open[i])) - fees - funding - slippage, exactly for
-      runs without liquidation; with liquidations the difference equals the sum of the per-liquidation loss beyond
-      closing at the open, which is checked against the reference;
+      runs without liquidation or stops; otherwise the difference equals the PnL of the exits not made at a bar's open
+      beyond closing at that open (liquidation: -margin - q*(open - entry); stop/target: q*(level - open)), from the
+      reference;
     * on a bar with no fill, no funding event and no liquidation, equity moves by exactly pos*(close - previous close);
     * no position survives a bar whose mark range reached its liquidation price; every liquidation exit is on a bar
       whose mark low (long) / high (short) reached the ledger's exit price; a single-fill liquidated trade loses exactly
@@ -484,7 +526,7 @@ def test_accounting_identities(real, cfg):
     for k in range(25):
         b, m, f, tgt, unit, params = random_case(real, rng)
         eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
-        if res is None: continue
+        if res is None or engine_nan_bug(res): continue
         tr, tot, eq0 = res.trades, res.totals, params["initial_equity"]
         fees, fund, slip = tot["fees_paid"], tot["funding_paid"], tot["slippage_paid"]
         assert tot["final_equity"] == pytest.approx(eq0 + tr.pnl.sum(), rel=1e-10, abs=1e-8)
@@ -496,8 +538,9 @@ def test_accounting_identities(real, cfg):
         mtm = float(np.sum(prev*(c - cprev) + (pos - prev)*(c - o)))
         liq = tr[tr.exit_reason == "liquidation"]
         gap = tot["final_equity"] - (eq0 + mtm - fees - fund - slip)
-        if len(liq) == 0: assert gap == pytest.approx(0.0, abs=1e-9*max(eq0, abs(tot["final_equity"])))
-        else: assert gap == pytest.approx(R.liq_extra, rel=1e-9, abs=1e-9*eq0)
+        if len(liq) == 0 and not params.get("stop_loss"):
+            assert gap == pytest.approx(0.0, abs=1e-9*max(eq0, abs(tot["final_equity"])))
+        assert gap == pytest.approx(R.exit_extra, rel=1e-9, abs=1e-9*max(eq0, abs(tot["final_equity"])))
         # per-bar: quiet bars move by pos*(close - prev close)
         fund_bar = np.array([len(x) > 0 for x in ref_funding_by_bar(b.index, f, pd.Timedelta("1h"))])
         exit_bars = set(b.index.get_indexer(pd.DatetimeIndex(tr.exit_time.dropna())))
@@ -536,3 +579,45 @@ def test_ledger_exit_time_dtype_when_only_open_rows(cfg):
     assert str(closed["exit_time"].dtype) == "datetime64[ms, UTC]"
     only_open = eng.run(b, pd.Series([1., np.nan, np.nan, np.nan], idx), target_unit="qty").trades
     assert str(only_open["exit_time"].dtype) == "datetime64[ms, UTC]", only_open["exit_time"].dtype
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with min_notional=0, an opening order that margin clipping cuts to 0 lots "
+                   "(free balance below one qty_step's margin + fee) is not dropped: `_fill` 'opens' a zero position, "
+                   "st[_ENT] = (0*ent + 0)/0 = NaN and st[_POS] = ±0.0. The next real open computes "
+                   "(abs(pos)*NaN + q*px)/newq = NaN, so equity, pnl and the liquidation price are NaN from then on: "
+                   "no liquidation, no ruin, and (wallet NaN) no more margin clipping - on real data (2022-06-30, 75x, "
+                   "qty targets) the engine then opens 18-35 BTC positions on an account worth 0.26 USDT.")
+def test_zero_lot_clipped_open_poisons_entry_price(cfg):
+    idx = pd.date_range("2024-01-01", periods=5, freq="1h", tz="UTC", name="time").as_unit("ms")
+    px = [100_000., 100_000., 100_000., 40_000., 40_000.]
+    b = pd.DataFrame({"open": px, "high": px, "low": px, "close": px, "volume": 1e6}, index=idx)
+    eng = BacktestEngine(cfg, initial_equity=50.0, leverage=1.0, min_notional=0.0, slippage_bps=0.0, slippage_impact=0.0)
+    r = eng.run(b, pd.Series([0.001]*5, idx), target_unit="qty")
+    # bars 1-2: one lot needs 100 USDT of margin, 50 are free: nothing opens; bar 3: one lot at 40,000 (40 + 0.02 fee)
+    assert r.position.tolist() == [0.0, 0.0, 0.0, 0.001, 0.001]
+    assert r.equity.tolist() == pytest.approx([50.0, 50.0, 50.0, 50.0 - 0.02, 50.0 - 0.02], rel=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (reproduction on real data of the zero-lot phantom open): equity NaN")
+def test_zero_lot_clipped_open_on_real_data(real, cfg):
+    rng = np.random.default_rng(99) # the 3rd case of the accounting test's generator: 2022-06-30, 75x, qty, min 0
+    for _ in range(3): b, m, f, tgt, unit, params = random_case(real, rng)
+    assert params["min_notional"] == 0.0 and params["leverage"] == 75.0 and unit == "qty"
+    eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
+    assert np.isfinite(R.equity).all() # the reference stays finite
+    compare(res, R, b, where="2022-06-30 75x qty min_notional 0")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (edge): the rebalance band is compared in floats, `abs(dq) < band*abs(tq)`, "
+                   "so a same-side resize of exactly band x target is skipped or traded depending on float noise: "
+                   "0.063 -> 0.070 BTC with band 0.1 (|dq| = 0.007 = 0.1 x 0.070) is skipped because 0.1*0.07 = "
+                   "0.007000000000000001, while 0.027 -> 0.030 trades. The documented rule ('smaller than this fraction') "
+                   "says an exact tie trades. Found on real data: 2024-03-22 10:00, 20x, band 0.1, equity then differs "
+                   "(engine 352.54 vs reference 358.14 USDT). Compare on whole lots, or with a tolerance.")
+def test_rebalance_band_exact_tie_trades(cfg):
+    idx = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC", name="time").as_unit("ms")
+    b = pd.DataFrame({"open": 100., "high": 100., "low": 100., "close": 100., "volume": 1e6}, index=idx)
+    eng = BacktestEngine(cfg, rebalance_band=0.1, min_notional=0.0, slippage_bps=0.0, slippage_impact=0.0)
+    for a, c in ((0.027, 0.030), (0.9, 1.0), (0.063, 0.070), (0.18, 0.2), (0.36, 0.4)): # |c - a| = 0.1 x c exactly
+        r = eng.run(b, pd.Series([a, c, np.nan, np.nan], idx), target_unit="qty")
+        assert r.position.tolist() == [0.0, a, c, c], (a, c, r.position.tolist())
