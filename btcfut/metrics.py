@@ -220,12 +220,13 @@ class MetricsCalculator:
         if "n_liquidations" in totals: m["liquidations"] = int(totals["n_liquidations"])
         elif trades is not None and "exit_reason" in trades: m["liquidations"] = int((trades["exit_reason"] == "liquidation").sum())
         else: m["liquidations"] = 0
+        m["risk_halts"] = int(totals.get("n_risk_halts", 0)) # the engine's daily-loss and drawdown halts
         return pd.Series(m, name=name, dtype=object)
 
 # %% ../nbs/06_metrics.ipynb #8ed58b05
 _PCT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "psr", "dsr"}
 _MONEY = {"final_equity", "expectancy", "fees_paid", "funding_paid", "slippage_paid"}
-_INT = {"bars", "trades", "n_trials", "liquidations", "max_drawdown_bars"}
+_INT = {"bars", "trades", "n_trials", "liquidations", "risk_halts", "max_drawdown_bars"}
 
 def format_metric(key:str, value:Any) -> str:
     "Human-readable text for one metric value."

@@ -174,6 +174,7 @@ class ResearchSettings:
     train:str; test:str; purge:str; embargo:str; expanding:bool
     grid:dict; allow_short:bool; vol_window:int; max_leverage:float; rebalance_band:float
     margin_leverage:float; rule_variants_tried:int; equity:float; bars_per_year:float; report_max_points:int
+    risk_limits:bool=True # the traded run enforces risk.max_daily_loss and risk.max_drawdown
 
     @classmethod
     def from_config(cls, cfg:Config) -> "ResearchSettings":
@@ -182,7 +183,7 @@ class ResearchSettings:
         return cls(r.interval, r.start or None, r.end or None, r.train, r.test, r.purge, r.embargo, r.expanding, grid,
                    r.allow_short, r.vol_window, float(r.max_leverage), float(r.rebalance_band),
                    float(r.margin_leverage), int(r.rule_variants_tried), float(cfg.backtest.initial_equity), periods_per_year(r.interval),
-                   int(r.report_max_points))
+                   int(r.report_max_points), bool(r.risk_limits))
 
     def __post_init__(self):
         if self.max_leverage > self.margin_leverage:
@@ -264,7 +265,9 @@ def run_research(sample, # btcfut.data.store.Sample
     timings, t0 = {}, time.perf_counter()
     frame = research_frame(sample, cfg, st)
     timings["features_s"] = time.perf_counter() - t0
-    engine = BacktestEngine(cfg, leverage=st.margin_leverage)
+    off = dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
+    engine = BacktestEngine(cfg, leverage=st.margin_leverage, **off) # sweep and buy-and-hold: no halts
+    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **(dict(risk_limits=True) if st.risk_limits else off))
     sizer, risk = PositionSizer(cfg), RiskManager(cfg)
     funding, configs, rlog = sample.funding, st.configs(), RiskLog()
     if not configs: raise ValueError(f"research grid has no configuration with fast < slow: {st.grid}")
@@ -282,7 +285,7 @@ def run_research(sample, # btcfut.data.store.Sample
         return decisions_only(tgt, first=fold.test_start)
 
     folds = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)
-    backtest = lambda tgt: engine.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
+    backtest = lambda tgt: traded.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
     t1 = time.perf_counter()
     wf = run_walk_forward(frame, folds, retrain, signal, backtest, st.bars_per_year, progress)
     timings["walk_forward_s"] = time.perf_counter() - t1
@@ -329,5 +332,8 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
         rl = res.risk_log
         c.print(f"risk checks on target changes: {rl.approved} approved, {rl.reduced} reduced, {rl.rejected} rejected; "
                 f"binding: {', '.join(f'{k} ×{v}' for k, v in sorted(rl.reasons.items(), key=lambda kv: -kv[1])[:4]) or 'none'}")
+        t = res.result.totals
+        c.print(f"risk halts in the traded run: {t['n_daily_loss_halts']} daily loss, {t['n_drawdown_halts']} drawdown "
+                f"({t['halted_bars']:,} bars halted)" if res.settings.risk_limits else "risk halts: off (research.risk_limits)")
         c.print(f"report: {res.report}  ({res.timings['wall_s']:.1f}s)")
     return res
