@@ -104,6 +104,7 @@ def reference_run(bars, mark, funding, target, *, initial_equity, leverage, qty_
     dt = pd.Timedelta(int(np.median(np.diff(bars.index.asi8))), "ms")
     fund = ref_funding_by_bar(bars.index, funding, dt)
     R = RefResult(np.zeros(n), np.zeros(n), np.full(n, np.nan), np.zeros(n), np.zeros(n))
+    R.equity0 = float(initial_equity)
     S = dict(wallet=float(initial_equity), lots=0, ent=math.nan, margin=0.0, lp=math.nan, cur=None, fund=0.0,
              sl=math.nan, tp=math.nan)
 
@@ -323,11 +324,18 @@ def rel_diff(a, b) -> float:
     return float(np.max(np.abs(a - b)/np.maximum(np.maximum(np.abs(a), np.abs(b)), 1.0)))
 
 
-def compare(res, R, b, where=""):
+def compare(res, R, b, where="", mark=None):
     "Max relative difference per field; raises with the first bar / trade that differs."
     d = {}
+    c = b["close"].to_numpy(); mc = (b if mark is None else mark)["close"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lev = np.where(R.equity > 0, R.position*c/R.equity, np.nan)
+        dist = np.where(R.position == 0, np.nan, np.where(R.position > 0, (mc - R.liq_price)/mc, (R.liq_price - mc)/mc))
+    rets = R.equity/np.r_[R.equity0, R.equity[:-1]] - 1
     for name, eng_s, ref_a in (("equity", res.equity, R.equity), ("position", res.position, R.position),
-                               ("liq_price", res.liq_price, R.liq_price), ("funding_paid", res.funding_paid, R.funding_paid)):
+                               ("liq_price", res.liq_price, R.liq_price), ("funding_paid", res.funding_paid, R.funding_paid),
+                               ("leverage", res.leverage, lev), ("liq_distance", res.liq_distance, dist),
+                               ("returns", res.returns, rets)):
         d[name] = rel_diff(eng_s.to_numpy(), ref_a)
         if d[name] > REL:
             e, r = eng_s.to_numpy(), ref_a
@@ -364,7 +372,7 @@ def test_reference_matches_engine_on_real_windows(real, cfg):
         eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
         if engine_nan_bug(res, R): n_nan_bug += 1; continue
         if res is None: n_refused += 1; continue
-        d = compare(res, R, b, where=f"case {k} ({b.index[0]}, {len(b)} bars, {unit}, {params})")
+        d = compare(res, R, b, mark=m, where=f"case {k} ({b.index[0]}, {len(b)} bars, {unit}, {params})")
         for key, val in d.items(): worst[key] = max(worst.get(key, 0.0), val)
         tr = res.trades
         n_bars += len(b); n_trades += len(tr); n_liq += int((tr.exit_reason == "liquidation").sum())
@@ -391,7 +399,7 @@ def test_reference_matches_engine_leveraged_liquidation_stress(real, cfg):
         b, m, f = window(real, start, 200)
         tgt = pd.Series(np.where(rng.random(len(b)) < 0.3, rng.choice((-1.0, 1.0), len(b))*lev, np.nan), b.index)
         eng, res, R = run_both(cfg, b, m, f, tgt, "equity_fraction", dict(leverage=lev))
-        compare(res, R, b, where=f"stress {day} {lev}x")
+        compare(res, R, b, mark=m, where=f"stress {day} {lev}x")
         n_liq += int((res.trades.exit_reason == "liquidation").sum())
     assert n_liq >= 5, n_liq
 
@@ -409,7 +417,7 @@ def test_reference_matches_engine_when_funding_drains_the_margin(real, cfg):
     for mult in (1.0, 10.0):
         eng, res, R = run_both(cfg, b, m, f.assign(funding_rate=f["funding_rate"]*mult), tgt, "equity_fraction",
                                dict(leverage=20.0))
-        compare(res, R, b, where=f"20x long from 2020-10-08, funding x{mult:g}")
+        compare(res, R, b, mark=m, where=f"20x long from 2020-10-08, funding x{mult:g}")
         assert R.margin.min() < 0 and (res.liq_price[R.margin < 0] > res.trades.entry_price.iloc[0]).all()
         t = res.trades.iloc[0]
         if mult == 1.0: assert t.exit_reason == "open" and b.index[np.argmax(R.margin < 0)] == pd.Timestamp("2020-12-17 16:00", tz="UTC")
@@ -424,7 +432,7 @@ def test_reference_matches_engine_when_funding_drains_the_margin(real, cfg):
         params["initial_equity"] = float(rng.choice((150.0, 10_000.0)))
         eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
         if res is None or engine_nan_bug(res, R): continue
-        compare(res, R, b, where=f"scaled funding case {k}")
+        compare(res, R, b, mark=m, where=f"scaled funding case {k}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -639,7 +647,7 @@ def test_zero_lot_clipped_open_on_real_data(real, cfg):
     assert params["min_notional"] == 0.0 and params["leverage"] == 75.0 and unit == "qty"
     eng, res, R = run_both(cfg, b, m, f, tgt, unit, params)
     assert R.phantom > 0 and np.isfinite(R.equity).all() # the trigger is there; the reference stays finite
-    compare(res, R, b, where="2022-06-30 75x qty min_notional 0")
+    compare(res, R, b, mark=m, where="2022-06-30 75x qty min_notional 0")
 
 
 @pytest.mark.xfail(strict=True, reason="BUG (edge): the rebalance band is compared in floats, `abs(dq) < band*abs(tq)`, "
@@ -655,3 +663,16 @@ def test_rebalance_band_exact_tie_trades(cfg):
     for a, c in ((0.027, 0.030), (0.9, 1.0), (0.063, 0.070), (0.18, 0.2), (0.36, 0.4)): # |c - a| = 0.1 x c exactly
         r = eng.run(b, pd.Series([a, c, np.nan, np.nan], idx), target_unit="qty")
         assert r.position.tolist() == [0.0, a, c, c], (a, c, r.position.tolist())
+
+
+def test_run_many_matches_run(real, cfg):
+    "The sweep form (`run_many`, inputs validated once) gives the same totals as one `run` per target."
+    rng = np.random.default_rng(17)
+    b, m, f = window(real, 20_000, 500)
+    targets = {k: pd.Series(random_target(rng, len(b), 20.0, "equity_fraction", 1.0), b.index) for k in range(6)}
+    eng = BacktestEngine(cfg, leverage=20.0)
+    many = eng.run_many(b, targets, mark=m, funding=f, stop_loss=0.01)
+    for k, tgt in targets.items():
+        one = eng.run(b, tgt, mark=m, funding=f, stop_loss=0.01).totals
+        for key, val in one.items():
+            assert many.loc[k, key] == pytest.approx(val, rel=1e-12, abs=1e-12), (k, key)
