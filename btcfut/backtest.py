@@ -309,7 +309,9 @@ def _open_gaps(st, tr, p, br, err, i, o_i, mo_i, rprev, vprev):
 def _risk_open(st, tr, p, br, err, i, t_i, o_i, eq_prev, rprev, vprev):
     "At the open of bar `i` (open time `t_i`, ms): is a risk halt in force? Then close the position at the open. Returns (halted, error)."
     day = t_i // _DAY_MS
-    if day != st[_DAY]: st[_DAY] = day; st[_DAYEQ] = eq_prev # the UTC day's start equity: the last close before it
+    if day != st[_DAY]: # the UTC day's start equity is the last close before it; an earlier day's halt is over
+        st[_DAY] = day; st[_DAYEQ] = eq_prev
+        if st[_HDAY] < day: st[_HDAY] = -1.0
     halted = st[_HDAY] == day
     if not np.isnan(st[_HRES]):
         if t_i < st[_HRES]: halted = True
@@ -321,7 +323,7 @@ def _risk_open(st, tr, p, br, err, i, t_i, o_i, eq_prev, rprev, vprev):
     slip = slippage_frac(pos, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
     return True, _fill(st, tr, p, br, err, i, -pos, o_i, slip, p[_P_TAKER], _R_HALT)
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _risk_close(st, p, t_i, eq_i):
     "At the close of the bar opened at `t_i`: a daily loss or drawdown breach on the equity `eq_i` halts from the next open."
     if p[_P_MDL] > 0 and st[_HDAY] != st[_DAY] and st[_DAYEQ] > 0 and t_i + p[_P_DT] < (st[_DAY] + 1)*_DAY_MS:
@@ -396,6 +398,7 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, tms, funding, target, slp, tpp, p, 
     st[_PEAK] = p[_P_EQ0]; st[_DAY] = -1.0; st[_DAYEQ] = p[_P_EQ0]; st[_HDAY] = -1.0; st[_HRES] = np.nan
     risk_on = p[_P_MDL] > 0 or p[_P_DDL] > 0
     standing = np.nan; owed = False # the last target decided; whether a halt closed a position or ignored a target
+    next_day = tms[0] # open time (ms) from which the next UTC day starts
     err = np.zeros(4)
     tr = np.zeros((64, _NT))
     oact = np.zeros(no, np.int8) # 0 waiting, 1 active, 2 done
@@ -422,8 +425,10 @@ def _run_core(o, h, l, c, v, mo, mh, ml, mc, tms, funding, target, slp, tpp, p, 
         halted = False; tg = target[i-1] if i > 0 else np.nan
         if risk_on: # after the position's own exits at the open; a halt ignores targets and cancels orders
             held = st[_POS] != 0.0
-            halted, bad = _risk_open(st, tr, p, br, err, i, tms[i], o[i], eq[i-1] if i > 0 else p[_P_EQ0], rprev, vprev)
-            if bad: break
+            if tms[i] >= next_day or st[_HDAY] >= 0.0 or not np.isnan(st[_HRES]): # a new day, or a halt to look at
+                halted, bad = _risk_open(st, tr, p, br, err, i, tms[i], o[i], eq[i-1] if i > 0 else p[_P_EQ0], rprev, vprev)
+                if bad: break
+                next_day = (tms[i]//_DAY_MS + 1)*_DAY_MS
             if not np.isnan(tg): standing = tg
             if halted:
                 owed = owed or held or not np.isnan(tg)
