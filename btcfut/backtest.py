@@ -195,7 +195,7 @@ def _fill(st, tr, p, br, err, bar, dq, price, slip, fee_rate, reason):
     if need > free: # post what the free balance allows
         q = _round_qty(max(free, 0.0)/(px*(1.0/p[_P_LEV] + fee_rate)), p[_P_STEP])
         st[_CLIP] += 1
-        if q*px < p[_P_MINN]: return 0
+        if q <= 0.0 or q*px < p[_P_MINN]: return 0 # not even one lot (min notional 0 included): no order
     notional = (abs(pos) + q)*px
     k = bracket_index(notional, br[1])
     if p[_P_LEV] > br[4, k]:
@@ -343,7 +343,7 @@ def _target_fill(st, tr, p, br, err, i, tgt, eq_prev, c_prev, o_i, rprev, vprev)
     dq = _snap(tq - pos)
     if dq == 0.0: return 0
     same = pos != 0.0 and tq != 0.0 and (pos > 0) == (tq > 0)
-    if same and (abs(dq)*o_i < p[_P_MINN] or abs(dq) < p[_P_BAND]*abs(tq)): return 0
+    if same and (abs(dq)*o_i < p[_P_MINN] or abs(dq) < p[_P_BAND]*abs(tq)*(1.0 - 1e-12)): return 0 # an exact tie trades, whatever the float rounding
     slip = slippage_frac(dq, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
     return _fill(st, tr, p, br, err, i, dq, o_i, slip, p[_P_TAKER], _R_SIGNAL)
 
@@ -591,11 +591,11 @@ def _ledger(tr:np.ndarray, index:pd.DatetimeIndex, last_close:float, st:np.ndarr
         r = np.flatnonzero(is_open)[0]; q = abs(st[_POS])
         tr[r, _T_PNL] += tr[r, _T_SIDE]*q*(last_close - st[_ENT])
     xbar = tr[:, _T_XBAR].astype(np.int64)
-    exit_time = pd.Series(index[np.clip(xbar, 0, None)], dtype=index.dtype).where(~is_open)
+    exit_time = index[np.clip(xbar, 0, None)].where(~is_open) # a DatetimeIndex keeps its UTC dtype (NaT where open)
     with np.errstate(invalid="ignore"):
         exit_price = np.where(is_open, last_close, tr[:, _T_XVAL]/tr[:, _T_XQTY])
     return pd.DataFrame({
-        "entry_time": index[tr[:, _T_EBAR].astype(np.int64)], "exit_time": exit_time.to_numpy(),
+        "entry_time": index[tr[:, _T_EBAR].astype(np.int64)], "exit_time": exit_time,
         "side": np.where(tr[:, _T_SIDE] > 0, "long", "short"), "qty": tr[:, _T_QTY],
         "entry_price": tr[:, _T_EVAL]/tr[:, _T_EQTY], "exit_price": exit_price,
         "fees": tr[:, _T_FEES], "funding": tr[:, _T_FUND], "slippage": tr[:, _T_SLIP], "pnl": tr[:, _T_PNL],

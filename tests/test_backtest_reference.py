@@ -385,7 +385,7 @@ def test_reference_matches_engine_on_real_windows(real, cfg):
     print("\nreference vs engine:", STATS)
     # the cases must exercise every path the reference covers
     assert n_liq >= 5 and n_flip >= 20 and n_clip >= 5 and n_fund >= 20 and n_stop >= 20 and n_tp >= 10, STATS
-    assert n_nan_bug <= 3, STATS # the known NaN bug must stay a rare skip, not hide a broken comparison
+    assert n_nan_bug == 0, STATS # the zero-lot NaN bug is fixed: no case may need skipping
 
 
 def test_reference_matches_engine_leveraged_liquidation_stress(real, cfg):
@@ -608,11 +608,8 @@ def test_accounting_identities(real, cfg):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# discrepancies found (xfail strict: they flip to failures when fixed, so the marker must then be removed)
-@pytest.mark.xfail(strict=True, reason="BUG: BacktestResult.trades.exit_time is tz-naive datetime64[s] instead of "
-                   "datetime64[ms, UTC] when every ledger row is still open (no closed trade): `_ledger` builds it with "
-                   "pd.Series(...).where(~is_open).to_numpy(), an all-NaT tz-aware column turns into object NaT and "
-                   "pandas infers naive seconds. Comparing it to a UTC Timestamp then raises TypeError.")
+# discrepancies this reference found, fixed in 05_backtest; kept as regression tests:
+# exit_time dtype with only open rows; a margin clip to zero lots 'opening' a NaN position; rebalance-band float ties
 def test_ledger_exit_time_dtype_when_only_open_rows(cfg):
     idx = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC", name="time").as_unit("ms")
     b = pd.DataFrame({"open": 100., "high": 101., "low": 99., "close": 100., "volume": 1e6}, index=idx)
@@ -623,12 +620,6 @@ def test_ledger_exit_time_dtype_when_only_open_rows(cfg):
     assert str(only_open["exit_time"].dtype) == "datetime64[ms, UTC]", only_open["exit_time"].dtype
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with min_notional=0, an opening order that margin clipping cuts to 0 lots "
-                   "(free balance below one qty_step's margin + fee) is not dropped: `_fill` 'opens' a zero position, "
-                   "st[_ENT] = (0*ent + 0)/0 = NaN and st[_POS] = ±0.0. The next real open computes "
-                   "(abs(pos)*NaN + q*px)/newq = NaN, so equity, pnl and the liquidation price are NaN from then on: "
-                   "no liquidation, no ruin, and (wallet NaN) no more margin clipping - on real data (2022-06-30, 75x, "
-                   "qty targets) the engine then opens 18-35 BTC positions on an account worth 0.26 USDT.")
 def test_zero_lot_clipped_open_poisons_entry_price(cfg):
     idx = pd.date_range("2024-01-01", periods=5, freq="1h", tz="UTC", name="time").as_unit("ms")
     px = [100_000., 100_000., 100_000., 40_000., 40_000.]
@@ -640,7 +631,6 @@ def test_zero_lot_clipped_open_poisons_entry_price(cfg):
     assert r.equity.tolist() == pytest.approx([50.0, 50.0, 50.0, 50.0 - 0.02, 50.0 - 0.02], rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reproduction on real data of the zero-lot phantom open): equity NaN")
 def test_zero_lot_clipped_open_on_real_data(real, cfg):
     rng = np.random.default_rng(99) # the 3rd case of the accounting test's generator: 2022-06-30, 75x, qty, min 0
     for _ in range(3): b, m, f, tgt, unit, params = random_case(real, rng)
@@ -650,12 +640,6 @@ def test_zero_lot_clipped_open_on_real_data(real, cfg):
     compare(res, R, b, mark=m, where="2022-06-30 75x qty min_notional 0")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (edge): the rebalance band is compared in floats, `abs(dq) < band*abs(tq)`, "
-                   "so a same-side resize of exactly band x target is skipped or traded depending on float noise: "
-                   "0.063 -> 0.070 BTC with band 0.1 (|dq| = 0.007 = 0.1 x 0.070) is skipped because 0.1*0.07 = "
-                   "0.007000000000000001, while 0.027 -> 0.030 trades. The documented rule ('smaller than this fraction') "
-                   "says an exact tie trades. Found on real data: 2024-03-22 10:00, 20x, band 0.1, equity then differs "
-                   "(engine 352.54 vs reference 358.14 USDT). Compare on whole lots, or with a tolerance.")
 def test_rebalance_band_exact_tie_trades(cfg):
     idx = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC", name="time").as_unit("ms")
     b = pd.DataFrame({"open": 100., "high": 100., "low": 100., "close": 100., "volume": 1e6}, index=idx)
