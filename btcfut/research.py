@@ -239,7 +239,8 @@ class ResearchResult:
     walk_forward:WalkForwardResult
     result:Any # BacktestResult of the stitched out-of-sample target
     baseline:Any # BacktestResult of buy-and-hold over the same bars
-    metrics:pd.DataFrame # metrics side by side: strategy, buy and hold
+    unmanaged:Any # the same OOS targets without the halts (None when the halts are off): what they cost or saved
+    metrics:pd.DataFrame # metrics side by side: strategy, (strategy without halts,) buy and hold
     risk_log:RiskLog
     settings:ResearchSettings
     report:Path|None=None
@@ -298,10 +299,13 @@ def run_research(sample, # btcfut.data.store.Sample
     mc = MetricsCalculator(cfg, interval=st.interval)
     sr_var = wf.trial_score_var() / st.bars_per_year  # annualized Sharpe variance → per bar
     n_trials = wf.n_trials * st.rule_variants_tried
-    m = metrics_table(mc.compute(wf.backtest, n_trials=n_trials, sr_var=sr_var, name="strategy"),
-                      mc.compute(baseline, n_trials=1, name="buy and hold"))
+    # the halts are a control, not part of the rule: show the same OOS targets without them beside the managed run
+    unmanaged = engine.run(_bars(frame.loc[span]), wf.target, mark=_mark(frame.loc[span]), funding=funding) if st.risk_limits else None
+    cols = [mc.compute(wf.backtest, n_trials=n_trials, sr_var=sr_var, name="strategy")]
+    if unmanaged is not None: cols.append(mc.compute(unmanaged, n_trials=n_trials, sr_var=sr_var, name="strategy, no halts"))
+    m = metrics_table(*cols, mc.compute(baseline, n_trials=1, name="buy and hold"))
     timings["total_s"] = time.perf_counter() - t0
-    return ResearchResult(wf, wf.backtest, baseline, m, rlog, st, None, timings)
+    return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, st, None, timings)
 
 # %% ../nbs/06a_research.ipynb #2436e12c
 def run_demo(cfg:Config|None=None, # default: Config.load()
