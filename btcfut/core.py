@@ -174,7 +174,7 @@ def _is_interval_key(key:str) -> bool: return key == "interval" or key.endswith(
 
 def _validate(value:Any, default:Any, path:str) -> Any:
     "Check `value` against the type of `default`; return it coerced (int → float where a float is expected)."
-    if default is None or value is None and default is None: return value
+    if default is None: return value # a null default takes any type
     if isinstance(default, dict):
         if not isinstance(value, dict): raise ConfigError(f"config key {path!r}: expected a mapping, got {_type_name(value)} {value!r}")
         if not default: return value # a free-form section
