@@ -41,7 +41,7 @@ test: venv
 	$(VENV)/bin/pytest -q tests
 
 docs: venv
-	$(PY) tools/build_docs.py
+	$(PY) tools/build_docs.py --execute
 
 $(BENCH_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[dev,models,bench]' && touch $@

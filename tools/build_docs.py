@@ -61,11 +61,28 @@ def clean_notebook(nb):
     return nb
 
 def execute(nb, path: Path):
-    "Run the notebook's cells (outside tests: plots and examples get their outputs); skip `notest`/`slow` cells."
+    "Run the source notebook `path` (not `notest`/`slow` cells) and give `nb`'s cells the outputs of the same cell ids."
+    import os
+    from fastcore.nbio import read_nb
     from execnb.shell import CaptureShell
-    sh = CaptureShell(path)
-    skip = lambda c: c.cell_type != "code" or bool({"notest", "slow", "eval: false"} & set(directives(c.source)))
-    sh.run_all(nb, exc_stop=False, preproc=skip)
+    src = read_nb(path)
+    skip = lambda c: (c.cell_type != "code" or "nbdev_export()" in c.source
+                      or bool({"notest", "slow"} & set(directives(c.source))) or directives(c.source).get("eval") == "false")
+    cwd = os.getcwd(); os.chdir(path.parent)
+    try:
+        sh = CaptureShell(path)
+        sh.run_cell("import plotly.io as _pio; _pio.renderers.default = 'notebook'")  # plotly.js inline: works offline
+        sh.run_all(src, exc_stop=False, preproc=skip)
+    finally: os.chdir(cwd)
+    join = lambda v: "".join(v) if isinstance(v, list) else v
+    for c in src.cells:
+        for o in c.get("outputs", []):
+            if "data" in o: o["data"] = {k: join(v) for k, v in o["data"].items()}
+            if "text" in o: o["text"] = join(o["text"])
+    outputs = {c.get("id"): c.get("outputs") for c in src.cells if c.cell_type == "code"}
+    for c in nb.cells:
+        if c.cell_type == "code" and not c.get("outputs") and outputs.get(c.get("id")):
+            c.outputs = nbformat.from_dict(outputs[c.id])
     return nb
 
 NAV_CSS = """
@@ -117,8 +134,8 @@ def offline_site(out: Path, run: bool) -> Path:
         href = fm.get("output-file") or p.stem + ".html"
         if p.name == "index.ipynb": href = "index.html"
         title = str(fm.get("title") or p.stem)
-        nb = clean_notebook(nb)
         if run: nb = execute(nb, ROOT / "nbs" / p.name)
+        nb = clean_notebook(nb)
         docs.append((nb, title, str(fm.get("description") or ""), href))
         pages.append((title, href))
     if out.exists(): shutil.rmtree(out)
