@@ -153,6 +153,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'btcfut.data.archive._read_table': ('data.archive.html#_read_table', 'btcfut/data/archive.py'),
                                      'btcfut.data.archive.archive_files': ('data.archive.html#archive_files', 'btcfut/data/archive.py'),
                                      'btcfut.data.archive.archive_spec': ('data.archive.html#archive_spec', 'btcfut/data/archive.py'),
+                                     'btcfut.data.archive.check_series': ('data.archive.html#check_series', 'btcfut/data/archive.py'),
                                      'btcfut.data.archive.check_symbol': ('data.archive.html#check_symbol', 'btcfut/data/archive.py'),
                                      'btcfut.data.archive.download_archive': ( 'data.archive.html#download_archive',
                                                                                'btcfut/data/archive.py'),

@@ -19,18 +19,18 @@ def _snapshot(root: Path, sub: str) -> dict:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / sub).rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts}
 
-def test_export_changes_nothing(tmp_path):
+def _changed_by(tool: str, sub: str, tmp_path) -> list[str]:
+    "Files under `sub` that running the nbdev command `tool` on a copy of the project changes."
     proj = _copy_project(tmp_path / "proj")
-    before = _snapshot(proj, "btcfut")
-    subprocess.run([str(BIN / "nbdev-export")], cwd=proj, check=True, capture_output=True)
-    after = _snapshot(proj, "btcfut")
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    before = _snapshot(proj, sub)
+    subprocess.run([str(BIN / tool)], cwd=proj, check=True, capture_output=True)
+    after = _snapshot(proj, sub)
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+def test_export_changes_nothing(tmp_path):
+    changed = _changed_by("nbdev-export", "btcfut", tmp_path)
     assert not changed, f"nbdev-export changes {changed}: edit the notebooks, export, commit both"
 
 def test_notebooks_are_clean(tmp_path):
-    proj = _copy_project(tmp_path / "proj")
-    before = _snapshot(proj, "nbs")
-    subprocess.run([str(BIN / "nbdev-clean")], cwd=proj, check=True, capture_output=True)
-    after = _snapshot(proj, "nbs")
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = _changed_by("nbdev-clean", "nbs", tmp_path)
     assert not changed, f"nbdev-clean changes {changed}: run nbdev-clean and commit"

@@ -17,8 +17,8 @@ from ..core import INTERVALS, OHLCV_COLUMNS, PRICE_COLUMNS, check_interval, chec
 # %% auto #0
 __all__ = ['ARCHIVE_SPECS', 'BAR_DATASETS', 'ArchiveError', 'ArchiveSpec', 'archive_spec', 'check_symbol', 'ArchiveFile',
            'parse_archive_name', 'sha256_file', 'read_checksum', 'verify_checksum', 'parse_archive_csv',
-           'read_archive_bytes', 'read_archive', 'shared_archive_dir', 'find_archive_files', 'archive_files',
-           'DownloadReport', 'download_archive']
+           'read_archive_bytes', 'read_archive', 'shared_archive_dir', 'find_archive_files', 'check_series',
+           'archive_files', 'DownloadReport', 'download_archive']
 
 # %% ../../nbs/01_data.archive.ipynb #947a00fe
 _log = get_logger("btcfut.data.archive")
@@ -369,17 +369,26 @@ def find_archive_files(src, # a directory holding archive zips (any depth) or on
     if datasets is not None: files = [f for f in files if f.dataset in set(datasets)]
     return sorted(files, key=lambda f: (f.dataset, f.symbol, f.interval or "", f.period != "monthly", f.date))
 
+# %% ../../nbs/01_data.archive.ipynb #204b0a4b
+def check_series(dataset:str, symbol:str, interval:str|None, # what a series is
+                 strict:bool=True, # False: an interval given to a dataset without intervals is dropped, not an error
+                ) -> tuple[ArchiveSpec, str|None]:
+    "Validate a (dataset, symbol, interval) triple; returns the dataset's spec and the interval it takes (None if none)."
+    spec = archive_spec(dataset); check_symbol(symbol)
+    if not spec.has_interval:
+        if strict and interval is not None: raise ArchiveError(f"{dataset} has no interval; got {interval!r}")
+        return spec, None
+    if interval is None: raise ArchiveError(f"{dataset}: an interval is required (e.g. '1h')")
+    try: check_interval(interval)
+    except ValueError as e: raise ArchiveError(str(e)) from None
+    return spec, interval
+
 # %% ../../nbs/01_data.archive.ipynb #977576ad
 def archive_files(dataset:str, symbol:str="BTCUSDT", start=None, end=None, # [start, end) in UTC
                   interval:str|None=None, period:str="auto", # 'auto', 'monthly' or 'daily'
                  ) -> list[ArchiveFile]:
     "The archive files that cover `[start, end)`: whole months monthly, ragged ends daily (`period='auto'`)."
-    spec = archive_spec(dataset); check_symbol(symbol)
-    if spec.has_interval:
-        if interval is None: raise ArchiveError(f"{dataset}: an interval is required")
-        try: check_interval(interval)
-        except ValueError as e: raise ArchiveError(str(e)) from None
-    else: interval = None
+    spec, interval = check_series(dataset, symbol, interval, strict=False)
     if period not in ("auto", "monthly", "daily"): raise ArchiveError(f"unknown period {period!r}; expected 'auto', 'monthly' or 'daily'")
     if start is None or end is None: raise ArchiveError("start and end are required")
     start, end = to_utc(start), to_utc(end)

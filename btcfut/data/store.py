@@ -13,7 +13,7 @@ import pyarrow as pa, pyarrow.parquet as pq
 import btcfut
 from ..core import (OHLCV_COLUMNS, PRICE_COLUMNS, Config, check_frame, check_interval, interval_ms, to_utc,
                          get_logger, project_root)
-from .archive import (ARCHIVE_SPECS, BAR_DATASETS, ArchiveError, archive_spec, check_symbol,
+from .archive import (ARCHIVE_SPECS, BAR_DATASETS, ArchiveError, archive_spec, check_series, check_symbol,
                                  find_archive_files, read_archive, shared_archive_dir)
 
 # %% auto #0
@@ -52,14 +52,9 @@ MONTH_FILE = "{month}.parquet" # one file per UTC calendar month, e.g. 2024-01.p
 def series_dir(root, dataset:str, symbol:str="BTCUSDT", interval:str|None=None, kind:str="raw",
                exchange:str="binance", market:str="um") -> Path:
     "Directory of one stored series (see the layout above); validates dataset, symbol and interval."
-    spec = archive_spec(dataset); check_symbol(symbol)
-    if spec.has_interval:
-        if interval is None: raise ArchiveError(f"{dataset}: an interval is required (one of the stored intervals, e.g. '1h')")
-        try: check_interval(interval)
-        except ValueError as e: raise ArchiveError(str(e)) from None
-        return Path(root)/kind/exchange/market/dataset/symbol/interval
-    if interval is not None: raise ArchiveError(f"{dataset} has no interval; got {interval!r}")
-    return Path(root)/kind/exchange/market/dataset/symbol
+    _, interval = check_series(dataset, symbol, interval)
+    d = Path(root)/kind/exchange/market/dataset/symbol
+    return d/interval if interval else d
 
 # %% ../../nbs/01_data.store.ipynb #0e15e5dd
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=False, write_statistics=True,
