@@ -107,7 +107,7 @@ class RiskLog:
         setattr(self, d.action, getattr(self, d.action) + 1)
         if d.action == "approved": return  # its reasons (e.g. "reduces exposure") bound nothing
         for r in d.reasons:
-            key = re.sub(r"\d[\d,.]*%?x?", "#", r)  # one key per limit, whatever the numbers
+            key = re.sub(r"\d[\d,.]*", "…", r)  # one key per limit, whatever the numbers
             self.reasons[key] = self.reasons.get(key, 0) + 1
     def merge(self, other:"RiskLog"):
         self.approved += other.approved; self.reduced += other.reduced; self.rejected += other.rejected
