@@ -276,7 +276,7 @@ def _thin(s:pd.Series, max_points:int, how:str="last") -> pd.Series:
     return getattr(s.resample(step), how)().dropna()
 
 # %% ../nbs/06_metrics.ipynb #ec54eaa7
-def _figures(result, baseline, walk_forward, max_points:int) -> list:
+def _figures(result, baseline, walk_forward, max_points:int, others:dict|None=None) -> list:
     "The report's plotly figures."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -286,12 +286,16 @@ def _figures(result, baseline, walk_forward, max_points:int) -> list:
     s = _thin(eq, max_points); f.add_scatter(x=s.index, y=s.values, name="strategy")
     if baseline is not None and getattr(baseline, "equity", None) is not None:
         b = _thin(baseline.equity.reindex(eq.index).dropna(), max_points); f.add_scatter(x=b.index, y=b.values, name="buy and hold")
+    for name, o in (others or {}).items():
+        b = _thin(o.equity.reindex(eq.index).dropna(), max_points); f.add_scatter(x=b.index, y=b.values, name=name, line_dash="dot")
     figs.append(f)
     dd = drawdown(result.returns)
     f = go.Figure(layout=dict(title="Drawdown", yaxis_tickformat=".0%", **lay))
     s = _thin(dd, max_points, "min"); f.add_scatter(x=s.index, y=s.values, fill="tozeroy", name="strategy")
     if baseline is not None:
         b = _thin(drawdown(baseline.returns), max_points, "min"); f.add_scatter(x=b.index, y=b.values, name="buy and hold")
+    for name, o in (others or {}).items():
+        b = _thin(drawdown(o.returns), max_points, "min"); f.add_scatter(x=b.index, y=b.values, name=name, line_dash="dot")
     figs.append(f)
     pos, lev = getattr(result, "position", None), getattr(result, "leverage", None)
     if pos is not None:
@@ -344,6 +348,7 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
                  walk_forward:Any=None, # WalkForwardResult for the per-fold chart
                  metrics:pd.DataFrame|None=None, # table from `metrics_table`, shown at the top
                  max_points:int=5000, # per chart trace
+                 others:dict|None=None, # more results by name (e.g. the same targets without risk halts), drawn dotted on equity and drawdown
                 ) -> Path:
     "Write one self-contained HTML report: quantstats tearsheet plus plotly charts."
     import matplotlib
@@ -368,7 +373,7 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
              f"<h1>{_html.escape(title)}</h1>",
              f"<h4>{_html.escape(_span_text(result))} &bull; metrics on every bar, 365-day years; "
              "the quantstats tearsheet below uses daily returns</h4><hr>"]
-    figures = _figures(result, baseline, walk_forward, max_points)
+    figures = _figures(result, baseline, walk_forward, max_points, others)
     for f, h, y in zip(figures[:2], (420, 300), (0.99, 0.01)):  # beside the metrics table
         f.update_layout(width=790, height=h, legend=dict(x=0.01, y=y, yanchor="top" if y > 0.5 else "bottom", bgcolor="rgba(255,255,255,0.7)"))
     figs = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})

@@ -326,7 +326,8 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
     wf = res.walk_forward
     title = (f"btcfut demo: EMA trend + momentum, vol-targeted, walk-forward {st.train} train / {st.test} test, "
              f"{len(wf.folds)} folds, a sweep of {wf.n_trials} configurations per fold")
-    res.report = write_report(res.result, out, title, baseline=res.baseline, walk_forward=wf, metrics=res.metrics,
+    others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
+    res.report = write_report(res.result, out, title, baseline=res.baseline, walk_forward=wf, metrics=res.metrics, others=others,
                               max_points=st.report_max_points)
     res.timings.update(load_s=load_s, report_s=time.perf_counter() - t1, wall_s=time.perf_counter() - t0)
     if console:

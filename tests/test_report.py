@@ -45,6 +45,9 @@ def test_report_is_self_contained(demo_report):
         assert title in html, f"chart {title!r} missing"
     assert "quantstats tearsheet" in html and "Key Performance Metrics" in html
     assert res.metrics.loc["sharpe"].notna().all()
+    if res.unmanaged is not None:  # the managed run is drawn beside the same targets without risk halts
+        assert res.metrics.columns.tolist() == ["strategy", "strategy, no halts", "buy and hold"]
+        assert html.count('"name":"strategy, no halts"') == 2, "no-halts equity and drawdown traces missing"
 
 
 def test_report_renders_in_chromium(demo_report):
