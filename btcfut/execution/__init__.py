@@ -1,0 +1,2 @@
+"Order execution, one chapter per module (`nbs/07_execution.*`): orders and filters, the journal, the backends, reconciliation."
+from .orders import *
