@@ -1,2 +1,3 @@
 "Order execution, one chapter per module (`nbs/07_execution.*`): orders and filters, the journal, the backends, reconciliation."
 from .orders import *
+from .journal import *
