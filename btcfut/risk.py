@@ -10,16 +10,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from numba import njit
 from scipy import special
 from .core import Config, interval_offset, to_utc
 
 # %% auto #0
-__all__ = ['BTCUSDT_BRACKETS_2024_10', 'parse_side', 'LeverageBrackets', 'default_brackets', 'liquidation_price_nb',
-           'isolated_margin', 'liquidation_price', 'maint_margin_nb', 'max_qty_for_liq_distance',
-           'liq_prob_first_passage', 'liq_log_distance_for_prob', 'sample_forecast', 'liq_prob_forecast',
-           'liq_prob_empirical', 'liq_prob_brute_force', 'funding_payments', 'realized_funding', 'expected_funding',
-           'var_es']
+__all__ = ['BTCUSDT_BRACKETS_2024_10', 'parse_side', 'LeverageBrackets', 'default_brackets', 'bracket_index', 'bracket_indices',
+           'liquidation_price_nb', 'isolated_margin', 'liquidation_price', 'maint_margin_nb',
+           'max_qty_for_liq_distance', 'liq_prob_first_passage', 'liq_log_distance_for_prob', 'sample_forecast',
+           'liq_prob_forecast', 'liq_prob_empirical', 'liq_prob_brute_force', 'funding_payments', 'realized_funding',
+           'expected_funding', 'var_es', 'loss_from', 'limit_breached']
 
 # %% ../nbs/04_risk.ipynb #d48eefa9
 _SIDE_NAMES = {"long": 1, "buy": 1, "short": -1, "sell": -1}
@@ -53,13 +54,6 @@ def _positive(name:str, x) -> np.ndarray:
 def _first(a:np.ndarray, mask) -> Any:
     "The first element of `a` where `mask` holds, as a plain Python number (for messages)."
     return np.broadcast_to(a, np.shape(mask))[mask].ravel()[0].item()
-
-def _attach(cls, *fns, classmethods:tuple=()) -> None:
-    "Make functions written in their own cells methods of `cls` (named without the leading underscore)."
-    for f, is_cls in [(f, False) for f in fns] + [(f, True) for f in classmethods]:
-        f.__name__ = f.__name__.lstrip("_")
-        f.__qualname__ = f"{cls.__name__}.{f.__name__}"
-        setattr(cls, f.__name__, classmethod(f) if is_cls else f)
 
 def _ret(x, *inputs):
     "A float when every input is a scalar, else the array."
@@ -147,8 +141,10 @@ def _bundled(symbol:str) -> "LeverageBrackets":
         raise ValueError(f"no bundled leverage brackets for {symbol!r} (only BTCUSDT); load a leverageBracket answer")
     return LeverageBrackets.from_response(BTCUSDT_BRACKETS_2024_10, symbol)
 
-def _from_response(cls, response:Mapping|list, # `GET /fapi/v1/leverageBracket` answer (list of symbols or one object)
-                   symbol:str="BTCUSDT") -> LeverageBrackets:
+@patch(cls_method=True)
+def from_response(cls:LeverageBrackets,
+                  response:Mapping|list, # `GET /fapi/v1/leverageBracket` answer (list of symbols or one object)
+                  symbol:str="BTCUSDT") -> LeverageBrackets:
     "Brackets of `symbol` from a `leverageBracket` answer."
     items = [response] if isinstance(response, Mapping) else list(response)
     found = [it for it in items if isinstance(it, Mapping) and it.get("symbol") == symbol]
@@ -161,54 +157,78 @@ def _from_response(cls, response:Mapping|list, # `GET /fapi/v1/leverageBracket` 
     except KeyError as e: raise ValueError(f"a leverage bracket of {symbol} lacks the field {e}") from None
     return cls(*cols, symbol=symbol)
 
-def _from_json(cls, path:str|Path, symbol:str="BTCUSDT") -> LeverageBrackets:
+@patch(cls_method=True)
+def from_json(cls:LeverageBrackets, path:str|Path, symbol:str="BTCUSDT") -> LeverageBrackets:
     "Brackets of `symbol` from a JSON file holding a `leverageBracket` answer."
     return cls.from_response(json.loads(Path(path).read_text()), symbol)
 
-def _default(cls, symbol:str="BTCUSDT") -> LeverageBrackets:
+@patch(cls_method=True)
+def default(cls:LeverageBrackets, symbol:str="BTCUSDT") -> LeverageBrackets:
     "The bundled snapshot (BTCUSDT, 2024-10)."
     return _bundled(symbol)
 
-def _from_config(cls, cfg:Config|None=None) -> LeverageBrackets:
+@patch(cls_method=True)
+def from_config(cls:LeverageBrackets, cfg:Config|None=None) -> LeverageBrackets:
     "`risk.brackets_file` if set, else the bundled snapshot, for `exchange.symbol`."
     cfg = cfg or Config.load()
     symbol, path = cfg.get("exchange.symbol", "BTCUSDT"), cfg.get("risk.brackets_file")
     return cls.from_json(path, symbol) if path else cls.default(symbol)
 
-_attach(LeverageBrackets, classmethods=(_from_response, _from_json, _default, _from_config))
-
 def default_brackets(brackets:LeverageBrackets|None=None) -> LeverageBrackets:
     "`brackets`, or the bundled BTCUSDT snapshot when `None`."
     return _bundled("BTCUSDT") if brackets is None else brackets
 
+# %% ../nbs/04_risk.ipynb #29ae8e20
+@njit(cache=True, error_model="numpy")
+def bracket_index(notional:float, # position notional, USDT (≥ 0)
+                  caps:np.ndarray, # notional cap of each tier (`LeverageBrackets.caps`)
+                 ) -> int: # 0-based tier; the last tier beyond its cap
+    "The one tier lookup (compiled): the first tier whose cap is above `notional`, so `floor ≤ notional < cap`."
+    for k in range(caps.shape[0]):
+        if notional < caps[k]: return k
+    return caps.shape[0] - 1
+
+@njit(cache=True)
+def bracket_indices(notional:np.ndarray, caps:np.ndarray) -> np.ndarray:
+    "`bracket_index` of each notional of a 1-d array."
+    out = np.empty(notional.shape[0], np.int64)
+    for i in range(notional.shape[0]): out[i] = bracket_index(notional[i], caps)
+    return out
+
 # %% ../nbs/04_risk.ipynb #94f8a428
-def _index(self, notional, clip:bool=False) -> int|np.ndarray:
+@patch
+def index(self:LeverageBrackets, notional, clip:bool=False) -> int|np.ndarray:
     "Tier index (0-based) of each notional; beyond the last cap raises unless `clip`."
     n = _as_float("notional", notional)
     if (n < 0).any(): raise ValueError(f"notional must be ≥ 0, got {_first(n, n < 0)!r}")
     if not clip and (n >= self.caps[-1]).any():
         raise ValueError(f"notional {_first(n, n >= self.caps[-1]):,.2f} USDT is beyond the last leverage bracket "
                          f"of {self.symbol} (cap {self.caps[-1]:,.0f})")
-    k = np.minimum(np.searchsorted(self.floors, n, side="right") - 1, len(self) - 1)
+    k = bracket_indices(n.ravel(), self.caps).reshape(n.shape)
     return int(k) if k.ndim == 0 else k
 
-def _lookup(self, notional) -> dict:
+@patch
+def lookup(self:LeverageBrackets, notional) -> dict:
     "The bracket of each notional: number, floor, cap, MMR, maintenance amount, max leverage."
     k = self.index(notional)
     return {"bracket": k + 1, "notional_floor": _ret(self.floors[k], notional), "notional_cap": _ret(self.caps[k], notional),
             "maint_margin_rate": _ret(self.mmr[k], notional), "maint_amount": _ret(self.cum[k], notional),
             "max_leverage": _ret(self.max_lev[k], notional)}
 
-def _maint_margin(self, notional) -> float|np.ndarray:
+# %% ../nbs/04_risk.ipynb #cdccf73d
+@patch
+def maint_margin(self:LeverageBrackets, notional) -> float|np.ndarray:
     "Maintenance margin `notional × MMR − cum` of a position of this notional."
     n = _as_float("notional", notional); k = self.index(n)
     return _ret(n * self.mmr[k] - self.cum[k], notional)
 
-def _max_leverage(self, notional) -> float|np.ndarray:
+@patch
+def max_leverage(self:LeverageBrackets, notional) -> float|np.ndarray:
     "The largest leverage allowed for a position of this notional."
     return _ret(self.max_lev[self.index(notional)], notional)
 
-def _max_notional(self, leverage) -> float|np.ndarray:
+@patch
+def max_notional(self:LeverageBrackets, leverage) -> float|np.ndarray:
     "The notional up to which `leverage` is allowed (the cap of the last tier whose max leverage ≥ it)."
     lev = _positive("leverage", leverage)
     if (bad := lev > self.max_lev[0]).any() or (bad := lev < 1).any():
@@ -216,14 +236,16 @@ def _max_notional(self, leverage) -> float|np.ndarray:
     k = np.searchsorted(-self.max_lev, -lev, side="right") - 1
     return _ret(self.caps[k], leverage)
 
-def _max_position_notional(self, collateral) -> float|np.ndarray:
+@patch
+def max_position_notional(self:LeverageBrackets, collateral) -> float|np.ndarray:
     "The largest notional whose leverage `notional / collateral` its own tier allows."
     c = _positive("collateral", collateral)[..., None]
     n = np.minimum(self.caps, c * self.max_lev)  # best notional inside each tier
     n = np.where(n >= self.floors, n, 0.0)
     return _ret(n.max(axis=-1), collateral)
 
-def _check_leverage(self, notional, leverage) -> None:
+@patch
+def check_leverage(self:LeverageBrackets, notional, leverage) -> None:
     "Raise `ValueError` where `leverage` is below 1 or above the maximum of the notional's bracket."
     n, lev = np.broadcast_arrays(_as_float("notional", notional), _positive("leverage", leverage))
     max_lev = np.asarray(self.max_leverage(n))
@@ -232,8 +254,6 @@ def _check_leverage(self, notional, leverage) -> None:
         i = np.flatnonzero(bad.ravel())[0]
         raise ValueError(f"leverage {lev.ravel()[i]:g}x is above the bracket maximum {max_lev.ravel()[i]:g}x for notional "
                          f"{n.ravel()[i]:,.2f} USDT ({self.symbol} bracket {self.index(n.ravel()[i]) + 1})")
-
-_attach(LeverageBrackets, _index, _lookup, _maint_margin, _max_leverage, _max_notional, _max_position_notional, _check_leverage)
 
 # %% ../nbs/04_risk.ipynb #b5b5e895
 @njit(cache=True)
@@ -598,12 +618,17 @@ def var_es(qty, # signed position (BTC)
     var = float(np.quantile(loss, level))
     return var, float(loss[loss >= var].mean())
 
-# %% ../nbs/04_risk.ipynb #5ef9bd1c
-_SIZING_NAMES = ("RiskManager", "PositionSizer", "RiskDecision", "RiskSnapshot", "round_to_step", "kelly_fraction")
+# %% ../nbs/04_risk.ipynb #9dbcfe1d
+@njit(cache=True, error_model="numpy")
+def loss_from(equity:float, # equity now, USDT
+              reference:float, # day-start or peak equity, USDT (> 0)
+             ) -> float: # loss as a fraction of `reference` (negative = gain)
+    "The loss `1 − equity / reference`."
+    return 1.0 - equity/reference
 
-def __getattr__(name:str):
-    "PEP 562 module attribute hook: the sizing and limit classes of `btcfut.sizing`, importable from here."
-    if name in _SIZING_NAMES:
-        from btcfut import sizing
-        return getattr(sizing, name)
-    raise AttributeError(f"module 'btcfut.risk' has no attribute {name!r}")
+@njit(cache=True, error_model="numpy")
+def limit_breached(equity:float, reference:float, # as in `loss_from`
+                   limit:float, # max daily loss or max drawdown, fraction
+                  ) -> bool:
+    "True when `loss_from(equity, reference) ≥ limit`."
+    return loss_from(equity, reference) >= limit
