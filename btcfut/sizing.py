@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from fastcore.basics import patch
 from scipy import special
-from .core import Config, audit
-from .risk import (LeverageBrackets, _as_float, _positive, _ret, expected_funding, liq_log_distance_for_prob, limit_breached, loss_from,
-                         liq_prob_first_passage, liq_prob_forecast, liquidation_price, max_qty_for_liq_distance, parse_side, var_es)
+from .core import Config, audit, check_finite, check_positive, parse_side
+from .risk import (LeverageBrackets, expected_funding, liq_log_distance_for_prob, limit_breached, loss_from,
+                         liq_prob_first_passage, liq_prob_forecast, liquidation_price, max_qty_for_liq_distance, scalar_or_array, var_es)
 
 # %% auto #0
 __all__ = ['round_to_step', 'kelly_fraction', 'PositionSizer', 'RiskDecision', 'RiskSnapshot', 'RiskManager']
@@ -21,9 +21,9 @@ def round_to_step(qty, # signed quantity (BTC)
                   step:float=0.001, # exchange quantity step
                  ) -> float|np.ndarray:
     "`qty` with its size rounded down to a multiple of `step`, sign kept."
-    q, st_ = _as_float("qty", qty), float(_positive("step", step))
+    q, st_ = check_finite("qty", qty), float(check_positive("step", step))
     n = np.floor(np.abs(q) / st_ + 1e-9)
-    return _ret(np.sign(q) * np.round(n * st_, 12), qty)
+    return scalar_or_array(np.sign(q) * np.round(n * st_, 12), qty)
 
 # %% ../nbs/04a_sizing.ipynb #6ddf60b5
 def kelly_fraction(win_prob=None, # probability of a winning trade, in [0, 1]
@@ -33,11 +33,11 @@ def kelly_fraction(win_prob=None, # probability of a winning trade, in [0, 1]
                   ) -> float|np.ndarray:
     "Full Kelly: the stake `p − (1−p)/payoff` (≥ 0) from a win probability, or the leverage `mean / variance`."
     if win_prob is not None and payoff is not None and mean is None and variance is None:
-        p, b = _as_float("win_prob", win_prob), _positive("payoff", payoff)
+        p, b = check_finite("win_prob", win_prob), check_positive("payoff", payoff)
         if ((p < 0) | (p > 1)).any(): raise ValueError(f"win_prob must be in [0, 1], got {np.ravel(p)[((p < 0) | (p > 1)).ravel()][0]!r}")
-        return _ret(np.maximum(p - (1 - p) / b, 0.0), win_prob, payoff)
+        return scalar_or_array(np.maximum(p - (1 - p) / b, 0.0), win_prob, payoff)
     if mean is not None and variance is not None and win_prob is None and payoff is None:
-        return _ret(_as_float("mean", mean) / _positive("variance", variance), mean, variance)
+        return scalar_or_array(check_finite("mean", mean) / check_positive("variance", variance), mean, variance)
     raise ValueError("give either win_prob and payoff, or mean and variance")
 
 # %% ../nbs/04a_sizing.ipynb #6e4104b5
@@ -59,23 +59,23 @@ class PositionSizer:
 
     def max_qty(self, equity, price) -> float|np.ndarray:
         "Largest size allowed by `max_leverage` and the brackets for this equity and price."
-        e, p = _positive("equity", equity), _positive("price", price)
-        return _ret(np.minimum(self.max_leverage * e, self.brackets.max_position_notional(e)) / p, equity, price)
+        e, p = check_positive("equity", equity), check_positive("price", price)
+        return scalar_or_array(np.minimum(self.max_leverage * e, self.brackets.max_position_notional(e)) / p, equity, price)
 
     def round_qty(self, qty, price) -> float|np.ndarray:
         "`qty` rounded down to the step size; 0 where its notional is below the minimum notional."
         q = np.asarray(round_to_step(qty, self.step_size))
-        return _ret(np.where(np.abs(q) * _positive("price", price) >= self.min_notional, q, 0.0), qty, price)
+        return scalar_or_array(np.where(np.abs(q) * check_positive("price", price) >= self.min_notional, q, 0.0), qty, price)
 
     def finish(self, qty, equity, price) -> float|np.ndarray:
         "Cap a raw signed size by leverage and brackets, then round it (what every method returns)."
-        q = _as_float("qty", qty)
+        q = check_finite("qty", qty)
         capped = np.sign(q) * np.minimum(np.abs(q), self.max_qty(equity, price))
-        return _ret(self.round_qty(capped, price), qty, equity, price)
+        return scalar_or_array(self.round_qty(capped, price), qty, equity, price)
 
     def loss_per_unit(self, price, stop_price) -> np.ndarray:
         "Loss per BTC when stopped out: the stop distance plus taker fees on entry and exit."
-        p, s = _positive("price", price), _positive("stop_price", stop_price)
+        p, s = check_positive("price", price), check_positive("stop_price", stop_price)
         if (p == s).any(): raise ValueError("stop_price equals price: the stop distance must be positive")
         return np.abs(p - s) + self.taker_fee * (p + s)
 
@@ -84,43 +84,43 @@ class PositionSizer:
 def kelly(self:PositionSizer, equity, price, win_prob=None, payoff=None, stop_price=None, mean=None, variance=None, side=1):
     "Fractional Kelly: the stake at the stop (win_prob, payoff, stop_price, side) or the leverage `mean/variance`."
     f = self.kelly_frac * np.asarray(kelly_fraction(win_prob, payoff, mean, variance))
-    if mean is not None: q = f * _positive("equity", equity) / _positive("price", price)
+    if mean is not None: q = f * check_positive("equity", equity) / check_positive("price", price)
     else:
         if stop_price is None: raise ValueError("Kelly from win_prob and payoff sizes the loss at a stop: give stop_price")
-        q = parse_side(side) * f * _positive("equity", equity) / self.loss_per_unit(price, stop_price)
-    return _ret(self.finish(q, equity, price), equity, price, win_prob, payoff, stop_price, mean, variance, side)
+        q = parse_side(side) * f * check_positive("equity", equity) / self.loss_per_unit(price, stop_price)
+    return scalar_or_array(self.finish(q, equity, price), equity, price, win_prob, payoff, stop_price, mean, variance, side)
 
 @patch
 def fixed_fraction(self:PositionSizer, equity, price, side=1, fraction=None):
     "Notional = `fraction` (default `risk.fixed_fraction`) of equity."
-    f = _positive("fraction", self.fixed_frac if fraction is None else fraction)
-    q = parse_side(side) * f * _positive("equity", equity) / _positive("price", price)
-    return _ret(self.finish(q, equity, price), equity, price, side, fraction)
+    f = check_positive("fraction", self.fixed_frac if fraction is None else fraction)
+    q = parse_side(side) * f * check_positive("equity", equity) / check_positive("price", price)
+    return scalar_or_array(self.finish(q, equity, price), equity, price, side, fraction)
 
 @patch
 def volatility_target(self:PositionSizer, equity, price, sigma, side=1, target_vol=None, periods_per_year=None):
     "Leverage `target_vol / σ` (annualized; give `periods_per_year` when `sigma` is per bar, e.g. 8760 for 1h)."
-    sig = _positive("sigma", sigma) * (1.0 if periods_per_year is None else math.sqrt(float(_positive("periods_per_year", periods_per_year))))
-    tv = _positive("target_vol", self.target_vol if target_vol is None else target_vol)
-    q = parse_side(side) * tv / sig * _positive("equity", equity) / _positive("price", price)
-    return _ret(self.finish(q, equity, price), equity, price, sigma, side, target_vol)
+    sig = check_positive("sigma", sigma) * (1.0 if periods_per_year is None else math.sqrt(float(check_positive("periods_per_year", periods_per_year))))
+    tv = check_positive("target_vol", self.target_vol if target_vol is None else target_vol)
+    q = parse_side(side) * tv / sig * check_positive("equity", equity) / check_positive("price", price)
+    return scalar_or_array(self.finish(q, equity, price), equity, price, sigma, side, target_vol)
 
 @patch
 def risk_based(self:PositionSizer, equity, price, stop_price, risk_budget=None):
     "Size whose loss at `stop_price` (plus fees) is `risk_budget` of equity; long when the stop is below the price."
-    rb = _positive("risk_budget", self.risk_budget if risk_budget is None else risk_budget)
-    side = np.sign(_positive("price", price) - _positive("stop_price", stop_price))
-    q = side * rb * _positive("equity", equity) / self.loss_per_unit(price, stop_price)
-    return _ret(self.finish(q, equity, price), equity, price, stop_price, risk_budget)
+    rb = check_positive("risk_budget", self.risk_budget if risk_budget is None else risk_budget)
+    side = np.sign(check_positive("price", price) - check_positive("stop_price", stop_price))
+    q = side * rb * check_positive("equity", equity) / self.loss_per_unit(price, stop_price)
+    return scalar_or_array(self.finish(q, equity, price), equity, price, stop_price, risk_budget)
 
 @patch
 def leverage_adjusted(self:PositionSizer, equity, price, leverage, side=1, liq_buffer=None):
     "Notional = `leverage × equity`, capped by the brackets and by keeping liquidation `liq_buffer` of price away."
-    e, p, lev = _positive("equity", equity), _positive("price", price), _positive("leverage", leverage)
-    buf = _positive("liq_buffer", self.liq_buffer if liq_buffer is None else liq_buffer)
+    e, p, lev = check_positive("equity", equity), check_positive("price", price), check_positive("leverage", leverage)
+    buf = check_positive("liq_buffer", self.liq_buffer if liq_buffer is None else liq_buffer)
     s = parse_side(side)
     q = np.minimum(lev * e / p, max_qty_for_liq_distance(s, p, e, buf, self.brackets))
-    return _ret(self.finish(s * q, e, p), equity, price, leverage, side, liq_buffer)
+    return scalar_or_array(self.finish(s * q, e, p), equity, price, leverage, side, liq_buffer)
 
 # %% ../nbs/04a_sizing.ipynb #8123ce47
 @dataclass
@@ -195,11 +195,11 @@ def max_sizes(self:RiskManager,
               ) -> dict[str, np.ndarray|float]:
     "Largest allowed size (BTC) under each limit that applies (vectorized over all arguments)."
     l, b, out = self.limits, self.brackets, {}
-    s, p, e = np.asarray(parse_side(side), dtype=np.float64), _positive("price", price), _positive("equity", equity)
+    s, p, e = np.asarray(parse_side(side), dtype=np.float64), check_positive("price", price), check_positive("equity", equity)
     out["leverage"] = np.minimum(l["max_leverage"] * e, b.max_position_notional(e)) / p
     out["notional"] = l["max_notional"] / p
     if stop_price is not None or atr is not None:
-        stop = _positive("stop_price", stop_price) if stop_price is not None else p - s * l["stop_atr_multiple"] * _positive("atr", atr)
+        stop = check_positive("stop_price", stop_price) if stop_price is not None else p - s * l["stop_atr_multiple"] * check_positive("atr", atr)
         if (bad := s * (p - stop) <= 0).any():
             raise ValueError(f"stop_price {np.broadcast_to(stop, bad.shape)[bad].ravel()[0]:,.2f} is on the wrong side of price for a "
                              f"{'long' if np.broadcast_to(s, bad.shape)[bad].ravel()[0] > 0 else 'short'} at "
@@ -207,9 +207,9 @@ def max_sizes(self:RiskManager,
         out["risk_per_trade"] = l["max_risk_per_trade"] * e / (np.abs(p - stop) + self.taker_fee * (p + stop))
     to_frac = lambda a: np.where(s > 0, -np.expm1(-a), np.expm1(a))     # adverse log distance → fraction of price
     if atr is not None and l["min_liq_distance_atr"] > 0:
-        out["liq_distance_atr"] = max_qty_for_liq_distance(s, p, e, l["min_liq_distance_atr"] * _positive("atr", atr) / p, b)
+        out["liq_distance_atr"] = max_qty_for_liq_distance(s, p, e, l["min_liq_distance_atr"] * check_positive("atr", atr) / p, b)
     if sigma is not None:
-        sd = _positive("sigma", sigma) * math.sqrt(l["liq_horizon_hours"])
+        sd = check_positive("sigma", sigma) * math.sqrt(l["liq_horizon_hours"])
         if l["min_liq_distance_sigma"] > 0:
             out["liq_distance_sigma"] = max_qty_for_liq_distance(s, p, e, to_frac(l["min_liq_distance_sigma"] * sd), b)
         if l["max_liq_prob"] < 1:
@@ -219,7 +219,7 @@ def max_sizes(self:RiskManager,
         per_unit = np.asarray(expected_funding(s, p, funding_rate, l["funding_horizon_hours"], l["funding_interval_hours"], hours_to_next_funding))
         with np.errstate(divide="ignore"):
             out["funding"] = np.where(per_unit > 0, l["max_funding_cost"] * e / np.where(per_unit > 0, per_unit, 1.0), np.inf)
-    return {k: _ret(v, side, price, equity, stop_price, atr, sigma, funding_rate, hours_to_next_funding) for k, v in out.items()}
+    return {k: scalar_or_array(v, side, price, equity, stop_price, atr, sigma, funding_rate, hours_to_next_funding) for k, v in out.items()}
 
 def _limit_messages(l:dict) -> dict:
     "What each limit says when it binds."
@@ -248,8 +248,8 @@ def check(self:RiskManager,
            time=None, # decision time, recorded in the audit trail
           ) -> RiskDecision:
     "Approve, reduce or reject a proposed target position against the configured limits (audited)."
-    target, current = float(_as_float("target_qty", target_qty)), float(_as_float("current_qty", current_qty))
-    price, eq = float(_positive("mark_price", mark_price)), float(_positive("equity", equity))
+    target, current = float(check_finite("target_qty", target_qty)), float(check_finite("current_qty", current_qty))
+    price, eq = float(check_positive("mark_price", mark_price)), float(check_positive("equity", equity))
     l, step = self.limits, self.limits["step_size"]
     ctx = {"time": None if time is None else str(time), "mark_price": price, "equity": eq}
     checks = {}
@@ -259,11 +259,11 @@ def check(self:RiskManager,
     side = int(np.sign(target))
     reasons = []
     if day_start_equity is not None:
-        start = float(_positive("day_start_equity", day_start_equity))
+        start = float(check_positive("day_start_equity", day_start_equity))
         checks["daily_loss"] = loss = loss_from(eq, start)
         if limit_breached(eq, start, l["max_daily_loss"]): reasons.append(f"daily loss {loss:.2%} ≥ max_daily_loss {l['max_daily_loss']:.2%}: only exposure-reducing orders")
     if peak_equity is not None:
-        peak = float(_positive("peak_equity", peak_equity))
+        peak = float(check_positive("peak_equity", peak_equity))
         checks["drawdown"] = dd = loss_from(eq, peak)
         if limit_breached(eq, peak, l["max_drawdown"]): reasons.append(f"drawdown {dd:.2%} ≥ max_drawdown {l['max_drawdown']:.2%}: trading halted")
     if reasons: return self._decide("rejected", current, target, current, reasons, checks, ctx)
@@ -292,13 +292,13 @@ def limit_targets(self:RiskManager,
                    stop_price=None, atr=None, sigma=None, funding_rate=None, hours_to_next_funding=None, # as in `check`
                   ) -> float|np.ndarray:
     "The caps of `check` over whole arrays: each target reduced to its limits, rounded down, 0 below the min notional."
-    t = _as_float("target_qty", target_qty)
+    t = check_finite("target_qty", target_qty)
     side = np.where(t < 0, -1.0, 1.0)
     caps = self.max_sizes(side, mark_price, equity, stop_price, atr, sigma, funding_rate, hours_to_next_funding)
     allowed = np.minimum.reduce([np.abs(t)] + [np.asarray(v, dtype=np.float64) for v in caps.values()])
     q = np.sign(t) * np.asarray(round_to_step(allowed, self.limits["step_size"]))
-    q = np.where(np.abs(q) * _positive("mark_price", mark_price) >= self.limits["min_notional"], q, 0.0)
-    return _ret(q, target_qty, mark_price, equity, stop_price, atr, sigma, funding_rate)
+    q = np.where(np.abs(q) * check_positive("mark_price", mark_price) >= self.limits["min_notional"], q, 0.0)
+    return scalar_or_array(q, target_qty, mark_price, equity, stop_price, atr, sigma, funding_rate)
 
 # %% ../nbs/04a_sizing.ipynb #4cc2d65c
 @patch
@@ -314,8 +314,8 @@ def snapshot(self:RiskManager,
               other_maint_margin:float=0.0, other_upnl:float=0.0, # cross: the other positions
              ) -> RiskSnapshot:
     "Exposure, margin ratio, liquidation price, distance and probability, VaR and ES of an open position."
-    q, ep, px = float(_as_float("qty", qty)), float(_positive("entry_price", entry_price)), float(_positive("mark_price", mark_price))
-    wb = float(_as_float("wallet_balance", wallet_balance))
+    q, ep, px = float(check_finite("qty", qty)), float(check_positive("entry_price", entry_price)), float(check_positive("mark_price", mark_price))
+    wb = float(check_finite("wallet_balance", wallet_balance))
     H, level = float(horizon_hours or self.limits["liq_horizon_hours"]), self.limits["var_level"]
     upnl = q * (px - ep)
     balance = wb + upnl + (other_upnl if margin_type == "cross" else 0.0)
@@ -329,7 +329,7 @@ def snapshot(self:RiskManager,
                            other_maint_margin=other_maint_margin if margin_type == "cross" else 0.0,
                            other_upnl=other_upnl if margin_type == "cross" else 0.0)
     dist = side * (px - lp) / px
-    sd = forecast[1] if forecast is not None else (float(_positive("sigma", sigma)) * math.sqrt(H) if sigma is not None else nan)
+    sd = forecast[1] if forecast is not None else (float(check_positive("sigma", sigma)) * math.sqrt(H) if sigma is not None else nan)
     dist_sigma = side * math.log(px / lp) / sd if lp > 0 and sd == sd else (math.inf if lp == 0 else nan)
     if forecast is not None:
         mean, std, *rest = forecast
