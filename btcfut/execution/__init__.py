@@ -2,3 +2,4 @@
 from .orders import *
 from .journal import *
 from .binance import *
+from .paper import *
