@@ -528,6 +528,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'btcfut/execution/paper.py'),
                                         'btcfut.execution.paper.PaperExecutor.query': ( 'execution.paper.html#paperexecutor.query',
                                                                                         'btcfut/execution/paper.py'),
+                                        'btcfut.execution.paper.PaperExecutor.result': ( 'execution.paper.html#paperexecutor.result',
+                                                                                         'btcfut/execution/paper.py'),
                                         'btcfut.execution.paper.PaperExecutor.set_leverage': ( 'execution.paper.html#paperexecutor.set_leverage',
                                                                                                'btcfut/execution/paper.py'),
                                         'btcfut.execution.paper.PaperExecutor.set_margin_type': ( 'execution.paper.html#paperexecutor.set_margin_type',
