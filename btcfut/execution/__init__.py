@@ -3,3 +3,4 @@ from .orders import *
 from .journal import *
 from .binance import *
 from .paper import *
+from .reconcile import *
