@@ -1,10 +1,10 @@
 """The fault matrix of the exchange backend: each case against the fake exchange over loopback, python-binance in between."""
-import logging, re, time
+import logging, math, re, time
 from contextlib import contextmanager
 import pytest
 from btcfut.core import Config
-from btcfut.execution import (BinanceExecutor, EventKind, Journal, OrderRefused, OrderRequest, OrderState, TrafficStopped,
-                              client_order_id)
+from btcfut.execution import (BinanceExecutor, EventKind, Journal, OrderRefused, OrderRequest, OrderState, OrderType,
+                              TrafficStopped, client_order_id, reconcile)
 from btcfut.fakex import FakeExchange, MarketData
 import btcfut.fakex.answers # noqa: F401  (lose_answer)
 
@@ -127,3 +127,39 @@ def test_no_secret_written_anywhere(tmp_path, caplog):
         assert KEY not in text and SECRET not in text, where
         assert not re.search(r"signature=[^*]|[0-9a-f]{64}", text), where
     assert len(ex.journal.rows()) > 10
+
+def test_partial_fill_then_cancel(tmp_path):
+    with venue(tmp_path) as (fx, ex):
+        a = fx.data.arrays("klines", "1h")
+        k = next(i for i in range(100, 299) if a["low"][i] < a["close"][i - 1] - 20) # a bar that dips below the last close
+        fx.set_time(int(a["t"][k])); fx.fill_limits_in_parts(3)
+        r = order("bid", qty=0.03, type="LIMIT", price=math.floor((a["low"][k] + a["close"][k - 1]) / 2 * 10) / 10)
+        assert ex.place(r).state == OrderState.NEW
+        fx.call(fx.advance(int(a["t"][k]) + 3_600_000)) # one touch: a third fills
+        assert ex.query("BTCUSDT", r.client_id, OrderType.LIMIT).state == OrderState.PARTIALLY_FILLED
+        rep = ex.cancel("BTCUSDT", r.client_id)
+        assert (rep.state, rep.executed_qty) == (OrderState.CANCELED, 0.01)
+        rec = reconcile(ex)
+        assert rec.ok and rec.inferred_fills == 1 and rec.position_journal == rec.position_exchange == 0.01, rec
+
+def test_exchange_liquidation_mid_position(tmp_path):
+    "The exchange closes the position with its own autoclose order; reconciliation adopts it and agrees (position 0)."
+    with venue(tmp_path) as (fx, ex):
+        assert ex.place(order("entry", qty=0.05)).state == OrderState.FILLED
+        fx.call(fx.advance(fx.cursor_ms + 3_600_000))
+        fx._new_order({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.05", "newClientOrderId": f"autoclose-{fx.cursor_ms}"})
+        rec = reconcile(ex)
+        assert rec.ok and rec.adopted[0].startswith("autoclose-") and rec.position_exchange == rec.position_journal == 0.0, rec
+        assert len(ex.journal.rows(EventKind.EXTERNAL_ORDER)) == 1 and ex.blocked == ""
+
+def test_unexplained_order_blocks_trading(tmp_path):
+    with venue(tmp_path) as (fx, ex):
+        fx._new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.2", "price": "1000", "timeInForce": "GTC",
+                       "newClientOrderId": "web_manual_1"})
+        rec = reconcile(ex)
+        assert not rec.ok and "web_manual_1" in rec.unexplained[0]
+        n = fx.meter.requests
+        with pytest.raises(OrderRefused, match="RECONCILE.*web_manual_1"): ex.place(order())
+        assert fx.meter.requests == n
+        fx.call(fx.request("DELETE", "/fapi/v1/order", signed=True, symbol="BTCUSDT", origClientOrderId="web_manual_1"))
+        assert reconcile(ex).ok and ex.place(order()).state == OrderState.FILLED # explained again: trading resumes
