@@ -4,24 +4,27 @@
 
 # %% ../../nbs/01_data.store.ipynb #042e3484
 from __future__ import annotations
-import hashlib, io, json, os, shutil, tempfile, threading
+import hashlib, io, json, os, shutil, sys, tempfile, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 import numpy as np, pandas as pd
 import pyarrow as pa, pyarrow.parquet as pq
 import btcfut
+from fastcore.basics import patch
 from ..core import (OHLCV_COLUMNS, PRICE_COLUMNS, Config, check_frame, check_interval, interval_ms, to_utc,
                          get_logger, project_root)
 from .archive import (ARCHIVE_SPECS, BAR_DATASETS, ArchiveError, archive_spec, check_series, check_symbol,
-                                 find_archive_files, read_archive, shared_archive_dir)
+                                 check_bars, find_archive_files, impossible_bars, read_archive, shared_archive_dir)
+try: import fcntl
+except ImportError: fcntl = None # not POSIX: writers are not serialised across processes
 
 # %% auto #0
 __all__ = ['MONTH_FILE', 'PARQUET_OPTIONS', 'STORE_FORMAT', 'resolve_data_root', 'bundled_data_dir', 'DataNotFoundError',
            'series_dir', 'frame_to_table', 'table_to_frame', 'atomic_write', 'write_parquet', 'read_parquet',
-           'merge_frames', 'bucket_ms', 'infer_interval', 'resample_bars', 'find_gaps', 'compare_resampled',
-           'content_hash', 'WriteReport', 'DataManager', 'info_table', 'manifest_text', 'write_sha256sums',
-           'build_bundled_store', 'Sample', 'load_sample', 'import_path', 'data_info']
+           'StoreLockedError', 'StoreLock', 'merge_frames', 'bucket_ms', 'infer_interval', 'resample_bars', 'find_gaps',
+           'compare_resampled', 'content_hash', 'WriteReport', 'DataManager', 'info_table', 'manifest_text',
+           'write_sha256sums', 'build_bundled_store', 'Sample', 'load_sample', 'import_path', 'data_info']
 
 # %% ../../nbs/01_data.store.ipynb #cb5df8bc
 _log = get_logger("btcfut.data.store")
@@ -110,6 +113,90 @@ def write_parquet(path, frame:pd.DataFrame, note:dict|None=None) -> Path:
 def read_parquet(path) -> pd.DataFrame:
     "Read a store file back into its canonical frame."
     return table_to_frame(pq.read_table(path))
+
+# %% ../../nbs/01_data.store.ipynb #401dfae1
+class StoreLockedError(TimeoutError):
+    "A store file stayed locked by another writer for longer than the timeout; the message names the file and the holder."
+
+def _lock_path(p:Path) -> Path: return p.with_name(f".{p.name}.lock")
+
+def _lock_record(lp:Path) -> dict:
+    "What the writer holding (or last holding) lock file `lp` wrote into it: pid, what, started; {} if nothing."
+    try: return json.loads(lp.read_text() or "{}")
+    except (OSError, ValueError): return {}
+
+def _describe(rec:dict) -> str:
+    return f"pid {rec['pid']} ({rec.get('what', '?')}, since {rec.get('started', '?')})" if rec.get("pid") else "another writer"
+
+def _held(lp:Path) -> bool:
+    "Is lock file `lp` locked by a writer right now?"
+    if fcntl is None or not lp.exists(): return False
+    try: fd = os.open(lp, os.O_RDONLY)
+    except FileNotFoundError: return False
+    try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); fcntl.flock(fd, fcntl.LOCK_UN); return False
+    except BlockingIOError: return True
+    finally: os.close(fd)
+
+# %% ../../nbs/01_data.store.ipynb #c67089ec
+class StoreLock:
+    "Exclusive locks on store files, taken in sorted order; removes their orphaned temp files; records the write in progress."
+    def __init__(self, paths:Iterable, # the store files that will be written
+                 what:str="write", # what the writer is doing, shown to anyone waiting and by `interrupted()`
+                 timeout_s:float|None=None, # give up waiting after this many seconds (None: wait as long as it takes)
+                 notice_s:float=0.2): # say that we are waiting once we have waited this long
+        self.paths, self.what, self.timeout_s, self.notice_s = sorted(set(map(Path, paths))), what, timeout_s, notice_s
+        self.fds, self.written = {}, 0 # `written`: files replaced so far (kept records mean "interrupted" only if > 0)
+
+    def __enter__(self):
+        try:
+            for p in self.paths: self.fds[p] = self._acquire(p); _remove_orphans(p)
+        except BaseException: self._release(clean=True); raise
+        return self
+
+    def __exit__(self, typ, exc, tb): self._release(clean=typ is None or self.written == 0)
+
+    def _release(self, clean:bool):
+        for p, fd in reversed(list(self.fds.items())):
+            if clean: _lock_path(p).unlink(missing_ok=True) # while still holding it; a waiter then retries on a new file
+            if fcntl is not None: fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self.fds.clear()
+
+# %% ../../nbs/01_data.store.ipynb #89c49029
+@patch
+def _acquire(self:StoreLock, p:Path) -> int:
+    "Lock `p` (waiting for another writer if need be) and write our record into its lock file; return the descriptor."
+    lp = _lock_path(p); lp.parent.mkdir(parents=True, exist_ok=True)
+    t0, told = time.monotonic(), False
+    while True:
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            waited = time.monotonic() - t0
+            if not told and waited >= self.notice_s:
+                msg = f"waiting for {p}: locked by {_describe(_lock_record(lp))}"
+                print(f"btcfut: {msg}", file=sys.stderr, flush=True); _log.warning(msg); told = True
+            if self.timeout_s is not None and waited > self.timeout_s:
+                raise StoreLockedError(f"{p} is still locked by {_describe(_lock_record(lp))} after {self.timeout_s:g} s; "
+                                       f"nothing written ({self.what})") from None
+            time.sleep(0.02); continue
+        try: same = os.fstat(fd).st_ino == os.stat(lp).st_ino
+        except FileNotFoundError: same = False
+        if not same: os.close(fd); continue # the last holder removed this lock file as it finished: take the new one
+        old = os.read(fd, 1 << 16)
+        if old.strip(): _log.warning(f"the last write of {p} did not finish ({_describe(_lock_record(lp))}); writing it again")
+        rec = dict(pid=os.getpid(), what=self.what, started=pd.Timestamp.now("UTC").isoformat(timespec="seconds"))
+        os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(rec).encode(), 0); os.fsync(fd)
+        return fd
+
+def _remove_orphans(p:Path) -> list[Path]:
+    "Delete the temporary files a killed writer of `p` left beside it (call only while holding `p`'s lock)."
+    gone = sorted(p.parent.glob(f".{p.name}.*.tmp")) if p.parent.is_dir() else []
+    for t in gone: t.unlink(missing_ok=True)
+    if gone: _log.warning(f"removed {len(gone)} temporary file(s) left by an interrupted write of {p}")
+    return gone
 
 # %% ../../nbs/01_data.store.ipynb #b4290049
 def _same(a:pd.DataFrame, b:pd.DataFrame) -> np.ndarray:
@@ -316,7 +403,7 @@ def _canonical_frame(frame:pd.DataFrame, dataset:str, name:str) -> pd.DataFrame:
         else: out[c] = v.to_numpy(dtype="float64")
     df = pd.DataFrame(out, index=frame.index.as_unit("ms"))
     positive = [c for c in PRICE_COLUMNS + ["price", "best_bid_price", "best_ask_price"] if c in cols]
-    if spec.key is None: check_frame(df, required=cols, name=name, positive=positive)
+    if spec.key is None: check_bars(check_frame(df, required=cols, name=name, positive=positive), name)
     else:
         k = df[spec.key].to_numpy()
         if (np.diff(k) <= 0).any(): raise ValueError(f"{name}: {spec.key} must be unique and increasing")
@@ -327,8 +414,9 @@ def _canonical_frame(frame:pd.DataFrame, dataset:str, name:str) -> pd.DataFrame:
 class DataManager:
     "The Parquet store under one root: write/import, load, reports, caches."
     def __init__(self, root=None, # store root (else env BTCFUT_DATA_DIR, else config data.root)
-                 cfg:Config|None=None):
-        self.cfg = cfg or Config.load()
+                 cfg:Config|None=None,
+                 lock_timeout_s:float|None=None): # how long a write waits for another writer of the same file (None: no limit)
+        self.cfg, self.lock_timeout_s = cfg or Config.load(), lock_timeout_s
         self.root = resolve_data_root(root, self.cfg)
         self.on_conflict = self.cfg.get("data.on_conflict", "new")
         self._files, self._series, self._processed = {}, {}, {}
@@ -349,14 +437,6 @@ class DataManager:
         "Forget everything cached in memory (the next load reads the files)."
         with self._lock: self._files.clear(); self._series.clear(); self._processed.clear()
 
-# %% ../../nbs/01_data.store.ipynb #57f70c7e
-def _dm_method(f):
-    "Attach `_dm_<name>` to `DataManager` as `<name>` (one method per cell, without public module-level names)."
-    name = f.__name__[len("_dm_"):]
-    f.__name__, f.__qualname__ = name, f"DataManager.{name}"
-    setattr(DataManager, name, f)
-    return f
-
 # %% ../../nbs/01_data.store.ipynb #7665b22e
 @dataclass
 class _Plan:
@@ -367,15 +447,21 @@ class _Plan:
     conflicts: int
     rows_in: int = 0
 
-@_dm_method
-def _dm__plan_write(self, dataset:str, frame:pd.DataFrame, symbol:str, interval:str|None, on_conflict:str|None) -> list[_Plan]:
-    spec = archive_spec(dataset)
-    d = self.series_dir(dataset, symbol, interval)
+@patch
+def _checked(self:DataManager, dataset:str, frame:pd.DataFrame, symbol:str, interval:str|None) -> tuple[pd.DataFrame, list[Path]]:
+    "The canonical, validated frame and the month files it goes to (nothing read or written yet)."
+    spec, d = archive_spec(dataset), self.series_dir(dataset, symbol, interval)
     name = f"{dataset} {symbol} {interval or ''}".strip()
     df = _canonical_frame(frame, dataset, name)
     if spec.has_interval and interval not in ("1w", "1M") and len(df):
         if (df.index.asi8 % interval_ms(interval)).any():
             raise ValueError(f"{name}: open times are not on the {interval} grid (first {df.index[(df.index.asi8 % interval_ms(interval)) != 0][0]})")
+    return df, [d/MONTH_FILE.format(month=_month_name(m)) for m in np.unique(_month_key(df.index.asi8))]
+
+@patch
+def _plan_write(self:DataManager, dataset:str, df:pd.DataFrame, symbol:str, interval:str|None, on_conflict:str|None) -> list[_Plan]:
+    "Merge a checked frame with the stored months (call while holding their locks); nothing written yet."
+    spec, d = archive_spec(dataset), self.series_dir(dataset, symbol, interval)
     note = dict(dataset=dataset, symbol=symbol, interval=interval, format=STORE_FORMAT)
     mk = _month_key(df.index.asi8)
     cuts = np.flatnonzero(np.r_[True, mk[1:] != mk[:-1]]) if len(mk) else np.array([], dtype="int64")
@@ -392,13 +478,14 @@ def _dm__plan_write(self, dataset:str, frame:pd.DataFrame, symbol:str, interval:
         else: plans.append(_Plan(path, part, note, len(part), 0, len(part)))
     return plans
 
-@_dm_method
-def _dm__commit(self, plans:list[_Plan]) -> WriteReport:
+@patch
+def _commit(self:DataManager, plans:list[_Plan], lock:StoreLock) -> WriteReport:
+    "Replace the planned files one by one (each atomically), counting them in `lock`."
     rep = WriteReport()
     for p in plans:
         rep.rows_in += p.rows_in; rep.rows_added += p.rows_added; rep.conflicts += p.conflicts
         if p.frame is None: rep.unchanged.append(p.path); continue
-        write_parquet(p.path, p.frame, p.note)
+        write_parquet(p.path, p.frame, p.note); lock.written += 1
         rep.written.append(p.path)
         with self._lock:
             self._files.pop(p.path, None)
@@ -407,19 +494,20 @@ def _dm__commit(self, plans:list[_Plan]) -> WriteReport:
     return rep
 
 # %% ../../nbs/01_data.store.ipynb #1459651d
-@_dm_method
-def _dm_write(self:DataManager, dataset:str, frame:pd.DataFrame, symbol:str="BTCUSDT", interval:str|None=None,
+@patch
+def write(self:DataManager, dataset:str, frame:pd.DataFrame, symbol:str="BTCUSDT", interval:str|None=None,
           on_conflict:str|None=None, # 'new', 'keep' or 'raise' (default: config data.on_conflict)
          ) -> WriteReport:
-    "Merge a canonical frame into the store (atomic per file, nothing written if anything is invalid)."
-    plans = self._plan_write(dataset, frame, symbol, interval, on_conflict)
-    rep = self._commit(plans)
+    "Merge a canonical frame into the store under its month files' locks (atomic per file, nothing written if anything is invalid)."
+    df, paths = self._checked(dataset, frame, symbol, interval)
+    with StoreLock(paths, f"write {dataset} {symbol} {interval or ''}".strip(), self.lock_timeout_s) as lock:
+        rep = self._commit(self._plan_write(dataset, df, symbol, interval, on_conflict), lock)
     rep.series.append((dataset, symbol, interval))
     return rep
 
 # %% ../../nbs/01_data.store.ipynb #db0979a1
-@_dm_method
-def _dm_import_archive(self:DataManager, src, # directory of archive zips (any depth) or one zip
+@patch
+def import_archive(self:DataManager, src, # directory of archive zips (any depth) or one zip
                    datasets:Iterable[str]|None=None, # only these datasets
                    verify:bool=True, # check `.CHECKSUM` files where present
                    require_checksum:bool=False, # refuse zips without one
@@ -432,7 +520,7 @@ def _dm_import_archive(self:DataManager, src, # directory of archive zips (any d
     groups = {}
     for f in tqdm(files, desc="reading", unit="file", disable=not progress):
         groups.setdefault((f.dataset, f.symbol, f.interval), []).append(read_archive(f.path, verify=verify, require_checksum=require_checksum))
-    plans, rep = [], WriteReport(sources=len(files))
+    checked, rep = [], WriteReport(sources=len(files))
     for (ds, sym, iv), frames in groups.items():
         spec = archive_spec(ds)
         df = pd.concat(frames) if len(frames) > 1 else frames[0]
@@ -441,9 +529,11 @@ def _dm_import_archive(self:DataManager, src, # directory of archive zips (any d
             last = ~pd.Index(keys).duplicated(keep="last")
             order = np.argsort(keys[last], kind="stable")
             df = df[last].iloc[order]
-        plans += self._plan_write(ds, df, sym, iv, on_conflict)
+        checked.append(((ds, sym, iv), *self._checked(ds, df, sym, iv)))
         rep.series.append((ds, sym, iv))
-    rep += self._commit(plans)
+    with StoreLock([p for *_, paths in checked for p in paths], f"import {src}", self.lock_timeout_s) as lock:
+        plans = [pl for (ds, sym, iv), df, _ in checked for pl in self._plan_write(ds, df, sym, iv, on_conflict)]
+        rep += self._commit(plans, lock)
     _log.info("imported", extra={"fields": {"src": str(src), **rep.to_dict()}})
     return rep
 
@@ -451,8 +541,8 @@ def _dm_import_archive(self:DataManager, src, # directory of archive zips (any d
 def _file_sig(p:Path) -> tuple:
     st = p.stat(); return (st.st_size, st.st_mtime_ns)
 
-@_dm_method
-def _dm__read_month(self:DataManager, p:Path) -> pa.Table:
+@patch
+def _read_month(self:DataManager, p:Path) -> pa.Table:
     "One month file as an Arrow table (cached while the file's size and mtime stay the same)."
     sig = _file_sig(p)
     hit = self._files.get(p)
@@ -462,8 +552,8 @@ def _dm__read_month(self:DataManager, p:Path) -> pa.Table:
     return tbl
 
 # %% ../../nbs/01_data.store.ipynb #a7d7f79d
-@_dm_method
-def _dm_stored(self:DataManager) -> list[tuple]:
+@patch
+def stored(self:DataManager) -> list[tuple]:
     "Every stored raw series as (dataset, symbol, interval)."
     base = self.root/"raw"/"binance"/"um"
     out = []
@@ -477,8 +567,8 @@ def _dm_stored(self:DataManager) -> list[tuple]:
     return out
 
 # %% ../../nbs/01_data.store.ipynb #1893abe3
-@_dm_method
-def _dm__load_raw(self:DataManager, dataset, symbol, interval, lo:int|None, hi:int|None) -> pd.DataFrame:
+@patch
+def _load_raw(self:DataManager, dataset, symbol, interval, lo:int|None, hi:int|None) -> pd.DataFrame:
     files = self.files(dataset, symbol, interval)
     if not files:
         have = ", ".join(" ".join(x for x in s if x) for s in self.stored()) or "nothing"
@@ -500,8 +590,8 @@ def _dm__load_raw(self:DataManager, dataset, symbol, interval, lo:int|None, hi:i
     return df.iloc[i0:i1] if (i0, i1) != (0, len(t)) else df.copy(deep=False)
 
 # %% ../../nbs/01_data.store.ipynb #bfcfaf00
-@_dm_method
-def _dm_load(self:DataManager, dataset:str, # archive dataset name: 'klines', 'markPriceKlines', 'fundingRate', 'metrics', ...
+@patch
+def load(self:DataManager, dataset:str, # archive dataset name: 'klines', 'markPriceKlines', 'fundingRate', 'metrics', ...
          symbol:str="BTCUSDT",
          interval:str|None=None, # bar interval (kline datasets; default config data.default_interval); resampled from a finer stored one if needed
          start=None, end=None, # [start, end), UTC (naive = UTC)
@@ -527,13 +617,13 @@ def _dm_load(self:DataManager, dataset:str, # archive dataset name: 'klines', 'm
     return self._load_raw(dataset, symbol, interval, lo, hi)
 
 # %% ../../nbs/01_data.store.ipynb #ec9a607b
-@_dm_method
-def _dm__processed_path(self:DataManager, name:str, key_parts) -> Path:
+@patch
+def _processed_path(self:DataManager, name:str, key_parts) -> Path:
     if not name or "/" in name or name.startswith("."): raise ValueError(f"bad processed-data name {name!r}")
     return self.root/"processed"/name/f"{content_hash(key_parts)[:32]}.parquet"
 
-@_dm_method
-def _dm_save_processed(self:DataManager, name:str, # a short name for the kind of result, e.g. 'features_1h'
+@patch
+def save_processed(self:DataManager, name:str, # a short name for the kind of result, e.g. 'features_1h'
                    frame:pd.DataFrame, key_parts:Any, # what the result depends on (hashed by content)
                   ) -> Path:
     "Store a derived frame under the content hash of `key_parts` (atomic)."
@@ -543,8 +633,8 @@ def _dm_save_processed(self:DataManager, name:str, # a short name for the kind o
     with self._lock: self._processed[p] = (_file_sig(p), frame)
     return p
 
-@_dm_method
-def _dm_load_processed(self:DataManager, name:str, key_parts:Any) -> pd.DataFrame|None:
+@patch
+def load_processed(self:DataManager, name:str, key_parts:Any) -> pd.DataFrame|None:
     "The frame stored by `save_processed` for the same `key_parts`, or None."
     p = self._processed_path(name, key_parts)
     if not p.exists(): return None
@@ -555,17 +645,17 @@ def _dm_load_processed(self:DataManager, name:str, key_parts:Any) -> pd.DataFram
         self._processed[p] = (_file_sig(p), df)
     return df.copy(deep=False)
 
-@_dm_method
-def _dm_fingerprint(self:DataManager, dataset:str, symbol:str="BTCUSDT", interval:str|None=None) -> str:
+@patch
+def fingerprint(self:DataManager, dataset:str, symbol:str="BTCUSDT", interval:str|None=None) -> str:
     "sha256 over the bytes of a series' files: a `key_parts` entry that changes exactly when the stored data does."
     h = hashlib.sha256()
     for p in self.files(dataset, symbol, interval): h.update(p.name.encode()); h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
 
 # %% ../../nbs/01_data.store.ipynb #c160df73
-@_dm_method
-def _dm_quality(self:DataManager, dataset:str, symbol:str="BTCUSDT", interval:str|None=None, compare:bool=True) -> dict:
-    "Range, gaps, zero-volume bars and disagreements with finer intervals for one stored series."
+@patch
+def quality(self:DataManager, dataset:str, symbol:str="BTCUSDT", interval:str|None=None, compare:bool=True) -> dict:
+    "Range, gaps, zero-volume and impossible bars, and disagreements with finer intervals for one stored series."
     df = self.load(dataset, symbol, interval) if not archive_spec(dataset).has_interval else self._load_raw(dataset, symbol, interval, None, None)
     rep = dict(dataset=dataset, symbol=symbol, interval=interval, rows=len(df), files=len(self.files(dataset, symbol, interval)),
                first=df.index[0] if len(df) else None, last=df.index[-1] if len(df) else None)
@@ -574,6 +664,7 @@ def _dm_quality(self:DataManager, dataset:str, symbol:str="BTCUSDT", interval:st
         rep.update(gaps=g, missing_bars=int(g.missing_bars.sum()))
         if "volume" in df and df["volume"].notna().any() and dataset == "klines":
             rep["zero_volume"] = df.index[df["volume"].to_numpy() == 0]
+        rep["impossible"] = df.index[impossible_bars(df)] # stored before imports checked bars (low ≤ open, close ≤ high, ...)
         empty = [c for c in OHLCV_COLUMNS if c in df and df[c].isna().all()]
         rep["empty_columns"] = empty
         rep["disagreements"] = {}
@@ -592,10 +683,27 @@ def _dm_quality(self:DataManager, dataset:str, symbol:str="BTCUSDT", interval:st
         rep["interval_hours"] = sorted(set(df["funding_interval_hours"].dropna().tolist()))
     return rep
 
+# %% ../../nbs/01_data.store.ipynb #9b9ec013
+@patch
+def interrupted(self:DataManager) -> list[dict]:
+    "Writes that never finished (the writer was killed): the store file, and the writer's pid, command and start time."
+    base, out = self.root/"raw", []
+    for lp in sorted(base.rglob(".*.parquet.lock")) if base.is_dir() else []:
+        rec = _lock_record(lp)
+        if rec and not _held(lp): out.append(dict(file=lp.with_name(lp.name[1:-len(".lock")]).relative_to(self.root).as_posix(), **rec))
+    return out
+
+@patch
+def orphan_files(self:DataManager) -> list[str]:
+    "Temporary files left by killed writes (each is removed by the next write of its file), relative to the root."
+    base = self.root/"raw"
+    return [t.relative_to(self.root).as_posix() for t in sorted(base.rglob(".*.tmp"))
+            if not _held(_lock_path(t.with_name(t.name[1:].split(".parquet.")[0] + ".parquet")))] if base.is_dir() else []
+
 # %% ../../nbs/01_data.store.ipynb #884cabbc
-@_dm_method
-def _dm_info(self:DataManager, compare:bool=False) -> dict:
-    "Every stored series with range, rows, files, gaps and zero-volume bars (JSON-able)."
+@patch
+def info(self:DataManager, compare:bool=False) -> dict:
+    "Every stored series with range, rows, files, gaps, zero-volume and impossible bars; unfinished writes (JSON-able)."
     out = []
     for ds, sym, iv in self.stored():
         q = self.quality(ds, sym, iv, compare=compare)
@@ -605,17 +713,20 @@ def _dm_info(self:DataManager, compare:bool=False) -> dict:
             row.update(gaps=len(q["gaps"]), missing_bars=q["missing_bars"],
                        gap_list=[[str(a), str(b), int(n)] for a, b, n in q["gaps"].itertuples(index=False)])
         if "zero_volume" in q: row["zero_volume_bars"] = len(q["zero_volume"])
+        if "impossible" in q:
+            row["impossible_bars"] = len(q["impossible"])
+            if len(q["impossible"]): row["impossible_list"] = [str(t) for t in q["impossible"][:20]]
         if q.get("empty_columns"): row["empty_columns"] = q["empty_columns"]
         if compare and q.get("disagreements"):
             row["disagreements"] = {iv2: [str(t) for t in d.index] for iv2, d in q["disagreements"].items()}
         if "irregular_spacing" in q: row.update(irregular_spacing=len(q["irregular_spacing"]), interval_hours=q["interval_hours"])
         out.append(row)
-    return dict(root=str(self.root), series=out)
+    return dict(root=str(self.root), series=out, interrupted=self.interrupted(), orphan_files=self.orphan_files())
 
 # %% ../../nbs/01_data.store.ipynb #4f19b129
 def info_table(info:dict) -> pd.DataFrame:
     "`DataManager.info()` as a table, one row per series."
-    cols = ["dataset", "symbol", "interval", "first", "last", "rows", "files", "gaps", "missing_bars", "zero_volume_bars"]
+    cols = ["dataset", "symbol", "interval", "first", "last", "rows", "files", "gaps", "missing_bars", "zero_volume_bars", "impossible_bars"]
     df = pd.DataFrame([{c: s.get(c) for c in cols} for s in info["series"]], columns=cols)
     return df.astype({c: "Int64" for c in cols[5:]})
 
