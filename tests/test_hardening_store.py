@@ -91,13 +91,16 @@ def test_two_import_processes_end_with_the_union(tmp_path):
 def test_a_waiting_writer_says_who_holds_the_lock(tmp_path):
     root = tmp_path/"s"
     target = DataManager(root).series_dir("klines", interval="1h")/"2024-01.parquet"
+    want = f"waiting for {target}: locked by pid {os.getpid()} (test holds it"
     with StoreLock([target], "test holds it"):
         p = cli("--data-dir", root, "data", "import", write_zips(tmp_path/"a", HOURS[:24]))
-        time.sleep(3)
-        assert p.poll() is None # still waiting
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 0, out + err
-    assert f"waiting for {target}: locked by pid {os.getpid()} (test holds it" in err
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(p.stderr.readline, "")), daemon=True); reader.start()
+        t0 = time.monotonic()
+        while not any(want in x for x in lines) and p.poll() is None and time.monotonic() - t0 < 120: time.sleep(0.05)
+        assert any(want in x for x in lines) and p.poll() is None, lines # it says so, and keeps waiting
+    out = p.stdout.read(); p.wait(60); reader.join(10)
+    assert p.returncode == 0, out + "".join(lines)
     assert len(DataManager(root).load("klines", interval="1h")) == 24
     with StoreLock([target], "test holds it"):
         with pytest.raises(StoreLockedError, match=f"2024-01.parquet is still locked by pid {os.getpid()}"):
