@@ -112,6 +112,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'btcfut.core.floor_time': ('core.html#floor_time', 'btcfut/core.py'),
                              'btcfut.core.funding_times': ('core.html#funding_times', 'btcfut/core.py'),
                              'btcfut.core.get_logger': ('core.html#get_logger', 'btcfut/core.py'),
+                             'btcfut.core.infer_interval': ('core.html#infer_interval', 'btcfut/core.py'),
                              'btcfut.core.interval_ms': ('core.html#interval_ms', 'btcfut/core.py'),
                              'btcfut.core.interval_offset': ('core.html#interval_offset', 'btcfut/core.py'),
                              'btcfut.core.ms_to_time': ('core.html#ms_to_time', 'btcfut/core.py'),
