@@ -366,8 +366,8 @@ _MONTH_STEP_MS = (28 * 86_400_000, 31 * 86_400_000) # shortest and longest calen
 def infer_interval(index:pd.DatetimeIndex, # bar open times, strictly increasing (naive means UTC)
                   ) -> str: # the Binance interval, e.g. "1h"
     "The Binance interval of a bar index: the smallest step between consecutive bars."
-    try: index = pd.DatetimeIndex(index)
-    except (TypeError, ValueError): raise TypeError(f"expected a DatetimeIndex of bar open times, got {type(index).__name__}") from None
+    if not pd.api.types.is_datetime64_any_dtype(index):
+        raise TypeError(f"expected a DatetimeIndex of bar open times, got {type(index).__name__}")
     step = np.diff(time_to_ms(index))
     if not len(step): raise ValueError("cannot infer the interval of fewer than two bars; pass it")
     if (step <= 0).any():

@@ -12,7 +12,8 @@ import numpy as np, pandas as pd
 from numba import njit
 from .core import Config, get_logger, interval_ms
 from .walkforward import walk_forward_folds, run_walk_forward, sweep, param_grid, WalkForwardResult
-from .metrics import MetricsCalculator, metrics_table, print_metrics, write_report, periods_per_year, sharpe_ratio
+from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metrics, write_report, periods_per_year,
+                            sharpe_ratio)
 
 # %% auto #0
 __all__ = ['ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog', 'apply_risk', 'strategy_target',
@@ -288,14 +289,13 @@ def run_research(sample, # btcfut.data.store.Sample
     folds = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)
     backtest = lambda tgt: traded.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
     t1 = time.perf_counter()
-    wf = run_walk_forward(frame, folds, retrain, signal, backtest, st.bars_per_year, progress)
+    wf = run_walk_forward(frame, folds, retrain, signal, backtest, progress=progress)
     timings["walk_forward_s"] = time.perf_counter() - t1
     span = wf.target.index
     baseline = engine.run(_bars(frame.loc[span]), buy_and_hold_target(span, folds), mark=_mark(frame.loc[span]), funding=funding)
-    # per-fold buy-and-hold over the bars each fold owns
-    owner = wf.fold_of()
-    br = baseline.returns.fillna(0.0)
-    wf.fold_stats["baseline_return"] = [float((1 + br[(owner == k).to_numpy()]).prod() - 1) for k in wf.fold_stats.index]
+    per_fold = fold_metrics(wf.returns, wf.fold_of(), st.bars_per_year)
+    per_fold["baseline_return"] = fold_metrics(baseline.returns, wf.fold_of(), st.bars_per_year)["total_return"]
+    wf.fold_stats = wf.fold_stats.join(per_fold)
     mc = MetricsCalculator(cfg, interval=st.interval)
     sr_var = wf.trial_score_var() / st.bars_per_year  # annualized Sharpe variance → per bar
     n_trials = wf.n_trials * st.rule_variants_tried
