@@ -703,6 +703,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'btcfut.walkforward.WalkForwardResult.trial_score_var': ( 'walkforward.html#walkforwardresult.trial_score_var',
                                                                                               'btcfut/walkforward.py'),
                                     'btcfut.walkforward._fold_table': ('walkforward.html#_fold_table', 'btcfut/walkforward.py'),
+                                    'btcfut.walkforward.bar_spacing': ('walkforward.html#bar_spacing', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.chain_equity': ('walkforward.html#chain_equity', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.check_folds': ('walkforward.html#check_folds', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.param_grid': ('walkforward.html#param_grid', 'btcfut/walkforward.py'),

@@ -12,11 +12,17 @@ from tqdm import tqdm
 from .core import get_logger, infer_interval, interval_ms, to_utc
 
 # %% auto #0
-__all__ = ['window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'param_grid', 'SweepResult', 'sweep', 'stitch_oos',
-           'chain_equity', 'WalkForwardResult', 'run_walk_forward']
+__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'param_grid', 'SweepResult', 'sweep',
+           'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward']
 
 # %% ../nbs/05a_walkforward.ipynb #aac811ad
 _log = get_logger(__name__)
+
+# %% ../nbs/05a_walkforward.ipynb #b4899d51
+def bar_spacing(index:pd.DatetimeIndex, # bar open times
+               ) -> pd.Timedelta:
+    "The bar length of `index` as a `Timedelta`: its interval by `btcfut.core.infer_interval` (the smallest step)."
+    return pd.Timedelta(milliseconds=interval_ms(infer_interval(index)))
 
 # %% ../nbs/05a_walkforward.ipynb #0fa9703b
 def window_bars(size:int|str|pd.Timedelta, # bar count, or a duration such as "30D"
@@ -33,9 +39,8 @@ def window_bars(size:int|str|pd.Timedelta, # bar count, or a duration such as "3
     try: td = pd.Timedelta(size)
     except (ValueError, TypeError): raise ValueError(f"{name}={size!r} is neither a bar count nor a duration like '30D'") from None
     if td < pd.Timedelta(0): raise ValueError(f"{name}={size!r} must not be negative")
-    interval = infer_interval(index)
-    n, rem = divmod(td, pd.Timedelta(milliseconds=interval_ms(interval)))
-    if rem != pd.Timedelta(0): raise ValueError(f"{name}={size!r} is not a whole number of {interval} bars")
+    n, rem = divmod(td, bar_spacing(index))
+    if rem != pd.Timedelta(0): raise ValueError(f"{name}={size!r} is not a whole number of {infer_interval(index)} bars")
     return int(n)
 
 # %% ../nbs/05a_walkforward.ipynb #b716291b
