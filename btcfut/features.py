@@ -31,6 +31,7 @@ def _window_list(cfg_f, key:str) -> list[int]:
         if not isinstance(w, int) or w < 1: raise ValueError(f"features.{key}: windows must be integers >= 1, got {w!r}")
     return ws
 
+# %% ../nbs/02_features.ipynb #3c16cd75
 @dataclass(frozen=True)
 class FeatureParams:
     "The `features:` section of the config, checked: windows, the feature families and the higher intervals."

@@ -8,6 +8,7 @@ import html as _html, logging, math, tempfile
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from scipy.stats import norm
 from .core import Config, get_logger, infer_interval, interval_ms
 
@@ -170,7 +171,7 @@ def _cost(result, trades:pd.DataFrame|None, *keys) -> float:
         if trades is not None and k in trades: return float(trades[k].sum())
     return float("nan")
 
-# %% ../nbs/06_metrics.ipynb #e1e27ac9
+# %% ../nbs/06_metrics.ipynb #710eab3a
 class MetricsCalculator:
     "Performance, risk, trade and cost metrics of a backtest result, with 365-day annualization."
     def __init__(self, cfg:Config|None=None, # reads `data.default_interval` and `research.risk_free_rate`
@@ -182,47 +183,62 @@ class MetricsCalculator:
         self.periods_per_year = float(periods_per_year) if periods_per_year else _bars_per_year(self.interval)
         self.rf = float(cfg.get("research.risk_free_rate", 0.0))
 
-    def compute(self, result:Any, # BacktestResult (or anything with .returns), or a Series of per-bar returns
-                n_trials:int=1, # configurations tried to select this strategy (deflated Sharpe)
-                sr_var:float|None=None, # variance of the trials' per-bar Sharpe ratios, if known
-                name:str|None=None, # name of the returned Series
-               ) -> pd.Series:
-        "All metrics of `result` as one named Series."
-        rets = result if isinstance(result, pd.Series) else _get(result, "returns")
-        if rets is None: raise TypeError(f"expected a return Series or an object with .returns, got {type(result).__name__}")
-        r, ppy = _clean(rets), self.periods_per_year
-        years = len(r) / ppy
-        eq = None if isinstance(result, pd.Series) else _get(result, "equity")
-        pos = None if isinstance(result, pd.Series) else _get(result, "position")
-        lev = None if isinstance(result, pd.Series) else _get(result, "leverage")
-        trades = None if isinstance(result, pd.Series) else _get(result, "trades")
-        dd_bars, dd_span = drawdown_duration(r)
-        m = {"start": r.index[0] if len(r) else None, "end": r.index[-1] if len(r) else None, "bars": len(r),
-             "years": years, "final_equity": float(eq.iloc[-1]) if eq is not None and len(eq) else float("nan"),
-             "total_return": total_return(r), "cagr": cagr(r, ppy), "volatility": volatility(r, ppy),
-             "sharpe": sharpe_ratio(r, ppy, self.rf), "sortino": sortino_ratio(r, ppy, self.rf),
-             "calmar": calmar_ratio(r, ppy), "max_drawdown": max_drawdown(r),
-             "max_drawdown_bars": dd_bars,
-             "max_drawdown_days": dd_span / pd.Timedelta(days=1) if dd_span is not None else dd_bars * 365 / ppy,
-             "psr": probabilistic_sharpe_ratio(r), "dsr": deflated_sharpe_ratio(r, n_trials, sr_var),
-             "n_trials": int(n_trials)}
-        closed = trades[trades["exit_reason"] != "open"] if trades is not None and "exit_reason" in trades else trades
-        pnl = closed["pnl"] if closed is not None and "pnl" in closed else pd.Series(dtype="float64")
-        m.update(trades=int(len(pnl)), win_rate=win_rate(pnl), profit_factor=profit_factor(pnl), expectancy=expectancy(pnl))
-        m["exposure"] = float((pos.fillna(0) != 0).mean()) if pos is not None and len(pos) else float("nan")
-        m["avg_leverage"] = float(lev.abs().mean()) if lev is not None and len(lev) else float("nan")
-        m["max_leverage"] = float(lev.abs().max()) if lev is not None and len(lev) else float("nan")
-        traded = _cost(result, trades, "traded_notional", "turnover")  # BacktestResult.totals["turnover"]: USDT traded
-        m["turnover"] = traded / float(eq.mean()) / years if eq is not None and years > 0 and np.isfinite(traded) else float("nan")
-        m["fees_paid"] = _cost(result, trades, "fees", "fees_paid", "fee")
-        m["funding_paid"] = _cost(result, trades, "funding", "funding_paid")
-        m["slippage_paid"] = _cost(result, trades, "slippage", "slippage_paid")
-        totals = {} if isinstance(result, pd.Series) else (_get(result, "totals") or {})
-        if "n_liquidations" in totals: m["liquidations"] = int(totals["n_liquidations"])
-        elif trades is not None and "exit_reason" in trades: m["liquidations"] = int((trades["exit_reason"] == "liquidation").sum())
-        else: m["liquidations"] = 0
-        m["risk_halts"] = int(totals.get("n_risk_halts", 0)) # the engine's daily-loss and drawdown halts
-        return pd.Series(m, name=name, dtype=object)
+# %% ../nbs/06_metrics.ipynb #17128e1c
+@patch
+def _return_metrics(self:MetricsCalculator, r:pd.Series, # per-bar returns, NaN dropped
+                    eq:pd.Series|None, n_trials:int, sr_var:float|None) -> dict:
+    "Span, ratios, drawdowns and the probabilistic and deflated Sharpe ratios of the returns `r`."
+    ppy = self.periods_per_year
+    dd_bars, dd_span = drawdown_duration(r)
+    return {"start": r.index[0] if len(r) else None, "end": r.index[-1] if len(r) else None, "bars": len(r),
+            "years": len(r) / ppy, "final_equity": float(eq.iloc[-1]) if eq is not None and len(eq) else float("nan"),
+            "total_return": total_return(r), "cagr": cagr(r, ppy), "volatility": volatility(r, ppy),
+            "sharpe": sharpe_ratio(r, ppy, self.rf), "sortino": sortino_ratio(r, ppy, self.rf),
+            "calmar": calmar_ratio(r, ppy), "max_drawdown": max_drawdown(r),
+            "max_drawdown_bars": dd_bars,
+            "max_drawdown_days": dd_span / pd.Timedelta(days=1) if dd_span is not None else dd_bars * 365 / ppy,
+            "psr": probabilistic_sharpe_ratio(r), "dsr": deflated_sharpe_ratio(r, n_trials, sr_var),
+            "n_trials": int(n_trials)}
+
+# %% ../nbs/06_metrics.ipynb #092e6b9a
+def _book_metrics(result, years:float) -> dict:
+    "Closed-trade statistics, exposure, leverage, turnover, costs, liquidations and risk halts of a backtest result."
+    get = (lambda k: None) if isinstance(result, pd.Series) else (lambda k: _get(result, k))
+    eq, pos, lev, trades = get("equity"), get("position"), get("leverage"), get("trades")
+    closed = trades[trades["exit_reason"] != "open"] if trades is not None and "exit_reason" in trades else trades
+    pnl = closed["pnl"] if closed is not None and "pnl" in closed else pd.Series(dtype="float64")
+    m = dict(trades=int(len(pnl)), win_rate=win_rate(pnl), profit_factor=profit_factor(pnl), expectancy=expectancy(pnl))
+    m["exposure"] = float((pos.fillna(0) != 0).mean()) if pos is not None and len(pos) else float("nan")
+    m["avg_leverage"] = float(lev.abs().mean()) if lev is not None and len(lev) else float("nan")
+    m["max_leverage"] = float(lev.abs().max()) if lev is not None and len(lev) else float("nan")
+    traded = _cost(result, trades, "traded_notional", "turnover")  # BacktestResult.totals["turnover"]: USDT traded
+    m["turnover"] = traded / float(eq.mean()) / years if eq is not None and years > 0 and np.isfinite(traded) else float("nan")
+    m["fees_paid"] = _cost(result, trades, "fees", "fees_paid", "fee")
+    m["funding_paid"] = _cost(result, trades, "funding", "funding_paid")
+    m["slippage_paid"] = _cost(result, trades, "slippage", "slippage_paid")
+    totals = get("totals") or {}
+    if "n_liquidations" in totals: m["liquidations"] = int(totals["n_liquidations"])
+    elif trades is not None and "exit_reason" in trades: m["liquidations"] = int((trades["exit_reason"] == "liquidation").sum())
+    else: m["liquidations"] = 0
+    m["risk_halts"] = int(totals.get("n_risk_halts", 0)) # the engine's daily-loss and drawdown halts
+    return m
+
+# %% ../nbs/06_metrics.ipynb #eb74cc38
+@patch
+def compute(self:MetricsCalculator,
+            result:Any, # BacktestResult (or anything with .returns), or a Series of per-bar returns
+            n_trials:int=1, # configurations tried to select this strategy (deflated Sharpe)
+            sr_var:float|None=None, # variance of the trials' per-bar Sharpe ratios, if known
+            name:str|None=None, # name of the returned Series
+           ) -> pd.Series:
+    "All metrics of `result` as one named Series."
+    rets = result if isinstance(result, pd.Series) else _get(result, "returns")
+    if rets is None: raise TypeError(f"expected a return Series or an object with .returns, got {type(result).__name__}")
+    r = _clean(rets)
+    eq = None if isinstance(result, pd.Series) else _get(result, "equity")
+    m = self._return_metrics(r, eq, n_trials, sr_var)
+    m.update(_book_metrics(result, m["years"]))
+    return pd.Series(m, name=name, dtype=object)
 
 # %% ../nbs/06_metrics.ipynb #8ed58b05
 _PCT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "psr", "dsr"}
@@ -299,31 +315,36 @@ def _fold_chart_table(walk_forward) -> pd.DataFrame|None:
         fs = fs.join(fold_metrics(walk_forward.returns, walk_forward.fold_of(), ppy))
     return fs if "total_return" in fs else None
 
-# %% ../nbs/06_metrics.ipynb #ec54eaa7
-def _figures(result, baseline, walk_forward, max_points:int, others:dict|None=None) -> list:
-    "The report's plotly figures."
+# %% ../nbs/06_metrics.ipynb #e61606e7
+_LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=30, t=50, b=40), hovermode="x unified")
+
+def _equity_figures(result, baseline, max_points:int, others:dict|None) -> list:
+    "Equity and drawdown of the strategy, the baseline and any other runs (dotted)."
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    figs, lay = [], dict(template="plotly_white", height=380, margin=dict(l=60, r=30, t=50, b=40), hovermode="x unified")
     eq = result.equity
-    f = go.Figure(layout=dict(title="Equity (USDT)", **lay))
+    f = go.Figure(layout=dict(title="Equity (USDT)", **_LAYOUT))
     s = _thin(eq, max_points); f.add_scatter(x=s.index, y=s.values, name="strategy")
     if baseline is not None and getattr(baseline, "equity", None) is not None:
         b = _thin(baseline.equity.reindex(eq.index).dropna(), max_points); f.add_scatter(x=b.index, y=b.values, name="buy and hold")
     for name, o in (others or {}).items():
         b = _thin(o.equity.reindex(eq.index).dropna(), max_points); f.add_scatter(x=b.index, y=b.values, name=name, line_dash="dot")
-    figs.append(f)
-    dd = drawdown(result.returns)
-    f = go.Figure(layout=dict(title="Drawdown", yaxis_tickformat=".0%", **lay))
-    s = _thin(dd, max_points, "min"); f.add_scatter(x=s.index, y=s.values, fill="tozeroy", name="strategy")
+    d = go.Figure(layout=dict(title="Drawdown", yaxis_tickformat=".0%", **_LAYOUT))
+    s = _thin(drawdown(result.returns), max_points, "min"); d.add_scatter(x=s.index, y=s.values, fill="tozeroy", name="strategy")
     if baseline is not None:
-        b = _thin(drawdown(baseline.returns), max_points, "min"); f.add_scatter(x=b.index, y=b.values, name="buy and hold")
+        b = _thin(drawdown(baseline.returns), max_points, "min"); d.add_scatter(x=b.index, y=b.values, name="buy and hold")
     for name, o in (others or {}).items():
-        b = _thin(drawdown(o.returns), max_points, "min"); f.add_scatter(x=b.index, y=b.values, name=name, line_dash="dot")
-    figs.append(f)
+        b = _thin(drawdown(o.returns), max_points, "min"); d.add_scatter(x=b.index, y=b.values, name=name, line_dash="dot")
+    return [f, d]
+
+# %% ../nbs/06_metrics.ipynb #500b38d2
+def _book_figures(result, max_points:int) -> list:
+    "Position and leverage, distance to liquidation and cumulative funding, for those the result has."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    figs = []
     pos, lev = getattr(result, "position", None), getattr(result, "leverage", None)
     if pos is not None:
-        f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title="Position (BTC) and leverage", **lay)
+        f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title="Position (BTC) and leverage", **_LAYOUT)
         if lev is not None:
             s = _thin(lev, max_points)
             f.add_scatter(x=s.index, y=s.values, name="leverage (right)", secondary_y=True, line_shape="hv", opacity=0.45)
@@ -331,25 +352,34 @@ def _figures(result, baseline, walk_forward, max_points:int, others:dict|None=No
         figs.append(f)
     liq = getattr(result, "liq_distance", None)
     if liq is not None and liq.notna().any():
-        f = go.Figure(layout=dict(title="Distance to liquidation (fraction of mark price)", yaxis_tickformat=".0%", **lay))
+        f = go.Figure(layout=dict(title="Distance to liquidation (fraction of mark price)", yaxis_tickformat=".0%", **_LAYOUT))
         s = _thin(liq, max_points, "min"); f.add_scatter(x=s.index, y=s.values, name="distance", mode="lines")
         figs.append(f)
     fund = getattr(result, "funding_paid", None)
     if fund is not None:
-        f = go.Figure(layout=dict(title="Cumulative funding paid (USDT, + = paid)", **lay))
+        f = go.Figure(layout=dict(title="Cumulative funding paid (USDT, + = paid)", **_LAYOUT))
         s = _thin(fund, max_points); f.add_scatter(x=s.index, y=s.values, name="funding", line_shape="hv")
         figs.append(f)
-    fs = _fold_chart_table(walk_forward)
-    if fs is not None:
-        f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title="Walk-forward folds: out-of-sample return and Sharpe", **lay)
-        x = fs.test_start  # bars at each test window's start; hover shows the fold and its fitted model
-        hover = [f"fold {k}: {mo}" for k, mo in zip(fs.index, fs.model)]
-        f.add_bar(x=x, y=fs.total_return, name="fold return", hovertext=hover)
-        if "baseline_return" in fs: f.add_bar(x=x, y=fs.baseline_return, name="buy and hold", hovertext=hover)
-        f.add_scatter(x=x, y=fs.sharpe, name="fold Sharpe (right)", mode="markers", secondary_y=True, hovertext=hover)
-        f.update_yaxes(tickformat=".0%", secondary_y=False)
-        figs.append(f)
     return figs
+
+# %% ../nbs/06_metrics.ipynb #74e6d51c
+def _fold_figure(walk_forward) -> list:
+    "Each walk-forward fold's out-of-sample return (and buy-and-hold's) with its Sharpe ratio."
+    from plotly.subplots import make_subplots
+    fs = _fold_chart_table(walk_forward)
+    if fs is None: return []
+    f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title="Walk-forward folds: out-of-sample return and Sharpe", **_LAYOUT)
+    x = fs.test_start  # bars at each test window's start; hover shows the fold and its fitted model
+    hover = [f"fold {k}: {mo}" for k, mo in zip(fs.index, fs.model)]
+    f.add_bar(x=x, y=fs.total_return, name="fold return", hovertext=hover)
+    if "baseline_return" in fs: f.add_bar(x=x, y=fs.baseline_return, name="buy and hold", hovertext=hover)
+    f.add_scatter(x=x, y=fs.sharpe, name="fold Sharpe (right)", mode="markers", secondary_y=True, hovertext=hover)
+    f.update_yaxes(tickformat=".0%", secondary_y=False)
+    return [f]
+
+def _figures(result, baseline, walk_forward, max_points:int, others:dict|None=None) -> list:
+    "The report's plotly figures."
+    return _equity_figures(result, baseline, max_points, others) + _book_figures(result, max_points) + _fold_figure(walk_forward)
 
 # %% ../nbs/06_metrics.ipynb #1195bb5e
 _REPORT_CSS = '''<style>
@@ -364,22 +394,13 @@ def _span_text(result) -> str:
     i = result.equity.index
     return f"{i[0]:%Y-%m-%d %H:%M} → {i[-1]:%Y-%m-%d %H:%M} UTC, {len(i):,} bars" if len(i) else 'no bars'
 
-# %% ../nbs/06_metrics.ipynb #b5cd6fc8
-def write_report(result:Any, # backtest result: .equity, .returns, optionally .position, .leverage, .liq_distance, .funding_paid
-                 path:str|Path, # output file, e.g. reports/demo.html
-                 title:str="btcfut backtest", # report title
-                 baseline:Any=None, # buy-and-hold (or any) result drawn alongside and used as the tearsheet benchmark
-                 walk_forward:Any=None, # WalkForwardResult for the per-fold chart
-                 metrics:pd.DataFrame|None=None, # table from `metrics_table`, shown at the top
-                 max_points:int=5000, # per chart trace
-                 others:dict|None=None, # more results by name (e.g. the same targets without risk halts), drawn dotted on equity and drawdown
-                ) -> Path:
-    "Write one self-contained HTML report: quantstats tearsheet plus plotly charts."
+# %% ../nbs/06_metrics.ipynb #9099a842
+def _tearsheet(result, baseline, title:str) -> str:
+    "The quantstats HTML tearsheet of the daily returns, the baseline's daily returns as its benchmark, offline."
     import matplotlib
     matplotlib.use("Agg")
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     import quantstats as qs, warnings
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     init = float(result.equity.iloc[0] / (1 + result.returns.fillna(0).iloc[0]))
     rd = daily_returns(result.equity, init)
     bench = None
@@ -392,7 +413,21 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
         qs.reports.html(rd.rename("strategy"), benchmark=bench, output=str(qs_path), periods_per_year=365, title=title)
         page = qs_path.read_text()
     page = page.replace('<link rel="shortcut icon" href="https://qtpylib.io/favicon.ico" type="image/x-icon">', "")
-    page = page.replace('<body onload="save()">', "<body>")  # save() is not defined in the written file
+    return page.replace('<body onload="save()">', "<body>")  # save() is not defined in the written file
+
+# %% ../nbs/06_metrics.ipynb #b5cd6fc8
+def write_report(result:Any, # backtest result: .equity, .returns, optionally .position, .leverage, .liq_distance, .funding_paid
+                 path:str|Path, # output file, e.g. reports/demo.html
+                 title:str="btcfut backtest", # report title
+                 baseline:Any=None, # buy-and-hold (or any) result drawn alongside and used as the tearsheet benchmark
+                 walk_forward:Any=None, # WalkForwardResult for the per-fold chart
+                 metrics:pd.DataFrame|None=None, # table from `metrics_table`, shown at the top
+                 max_points:int=5000, # per chart trace
+                 others:dict|None=None, # more results by name (e.g. the same targets without risk halts), drawn dotted on equity and drawdown
+                ) -> Path:
+    "Write one self-contained HTML report: quantstats tearsheet plus plotly charts."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    page = _tearsheet(result, baseline, title)
     parts = ['<div id="btcfut-report" style="max-width:1200px;margin:0 auto 40px auto">',
              f"<h1>{_html.escape(title)}</h1>",
              f"<h4>{_html.escape(_span_text(result))} &bull; metrics on every bar, 365-day years; "
