@@ -850,6 +850,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'btcfut/walkforward.py'),
                                     'btcfut.walkforward.WalkForwardResult.trial_score_var': ( 'walkforward.html#walkforwardresult.trial_score_var',
                                                                                               'btcfut/walkforward.py'),
+                                    'btcfut.walkforward._first_test_bar': ('walkforward.html#_first_test_bar', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward._fold_table': ('walkforward.html#_fold_table', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.bar_spacing': ('walkforward.html#bar_spacing', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.chain_equity': ('walkforward.html#chain_equity', 'btcfut/walkforward.py'),

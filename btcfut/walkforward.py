@@ -71,6 +71,19 @@ class Fold:
         return (f"Fold({self.k}, train {i[self.train_start]} → {i[self.train_stop-1]} ({self.n_train} bars), "
                 f"test {i[self.test_start]} → {i[self.test_stop-1]} ({self.n_test} bars))")
 
+# %% ../nbs/05a_walkforward.ipynb #7b62de56
+def _first_test_bar(index:pd.Index, start:Any, n_train:int, n_purge:int) -> int:
+    "Position of the first test bar: `start` (a timestamp or a position), or as early as training and purge allow."
+    first = n_train + n_purge
+    if start is None: return first
+    if isinstance(start, (int, np.integer)): s = int(start)
+    else:
+        ts = pd.Timestamp(start)
+        if getattr(index, "tz", None) is not None: ts = to_utc(ts)
+        s = int(index.searchsorted(ts))
+    if s < first: raise ValueError(f"start={start!r} leaves only {max(s - n_purge, 0)} training bars; need {n_train} + purge {n_purge}")
+    return s
+
 # %% ../nbs/05a_walkforward.ipynb #1ef990c6
 def walk_forward_folds(index:pd.Index, # bar open times, increasing
                        train:int|str, # training window (minimum length when `expanding`)
@@ -94,16 +107,7 @@ def walk_forward_folds(index:pd.Index, # bar open times, increasing
     if label_horizon is not None:
         h = window_bars(label_horizon, index, "label_horizon")
         if n_purge < h: raise ValueError(f"purge={purge!r} ({n_purge} bars) is shorter than the label horizon ({h} bars)")
-    first = n_train + n_purge
-    if start is not None:
-        if isinstance(start, (int, np.integer)): s = int(start)
-        else:
-            ts = pd.Timestamp(start)
-            if getattr(index, "tz", None) is not None: ts = to_utc(ts)
-            s = int(index.searchsorted(ts))
-        if s < first: raise ValueError(f"start={start!r} leaves only {max(s - n_purge, 0)} training bars; need {n_train} + purge {n_purge}")
-        first = s
-    folds, s = [], first
+    folds, s = [], _first_test_bar(index, start, n_train, n_purge)
     while s < n:
         e = min(s + n_test, n)
         if e - s < n_test and not partial: break
