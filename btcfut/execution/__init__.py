@@ -4,3 +4,4 @@ from .journal import *
 from .binance import *
 from .paper import *
 from .reconcile import *
+from .userstream import *
