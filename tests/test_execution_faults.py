@@ -163,3 +163,26 @@ def test_unexplained_order_blocks_trading(tmp_path):
         assert fx.meter.requests == n
         fx.call(fx.request("DELETE", "/fapi/v1/order", signed=True, symbol="BTCUSDT", origClientOrderId="web_manual_1"))
         assert reconcile(ex).ok and ex.place(order()).state == OrderState.FILLED # explained again: trading resumes
+
+def _wait_for(cond, timeout=10.0):
+    t0 = time.monotonic()
+    while not cond() and time.monotonic() - t0 < timeout: time.sleep(0.02)
+    return cond()
+
+def test_websocket_drop_mid_trading_loses_no_fill(tmp_path):
+    from btcfut.execution import UserStream, journal_position
+    with venue(tmp_path) as (fx, ex):
+        fx.set_time(fx.data.arrays("klines", "1h")["t"][100])
+        us = UserStream(ex, fx.ws_url).start()
+        try:
+            assert _wait_for(lambda: us.connects == 1)
+            ex.place(order("entry", qty=0.02)); fx.call(fx.advance(fx.cursor_ms + 60_000))
+            assert _wait_for(lambda: len(ex.journal.rows("fill")) == 1) # pushed by the stream
+            fx.faults.add("drop_ws", "/ws/*", count=1, delay_s=0.0) # the reconnection is cut at once, too
+            fx.drop_websockets()
+            ex.place(order("exit", qty=0.01, side="SELL")); fx.call(fx.advance(fx.cursor_ms + 60_000)) # its event is lost
+            assert _wait_for(lambda: us.connects >= 3 and len(ex.journal.rows("fill")) == 2, timeout=20)
+            rec = reconcile(ex)
+        finally: us.stop()
+        assert rec.ok and rec.inferred_fills == 0 and journal_position(ex.journal, "BTCUSDT") == rec.position_exchange == 0.01
+        assert KEY not in repr(ex.journal.rows()) and not any(k in repr(ex.journal.rows()) for k in fx.listen_keys)
