@@ -143,14 +143,19 @@ def test_partial_fill_then_cancel(tmp_path):
         assert rec.ok and rec.inferred_fills == 1 and rec.position_journal == rec.position_exchange == 0.01, rec
 
 def test_exchange_liquidation_mid_position(tmp_path):
-    "The exchange closes the position with its own autoclose order; reconciliation adopts it and agrees (position 0)."
-    with venue(tmp_path) as (fx, ex):
-        assert ex.place(order("entry", qty=0.05)).state == OrderState.FILLED
-        fx.call(fx.advance(fx.cursor_ms + 3_600_000))
-        fx._new_order({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.05", "newClientOrderId": f"autoclose-{fx.cursor_ms}"})
+    "The fake's liquidation engine closes a 50x long on the mark price; reconciliation adopts its autoclose order and agrees."
+    import btcfut.fakex.liquidation # noqa: F401  (the fake liquidates on the mark price)
+    with venue(tmp_path, balance=1_000.0) as (fx, ex):
+        a = fx.data.arrays("klines", "1h")
+        k = next(i for i in range(50, 250) if a["low"][i + 1:i + 40].min() < a["close"][i] * 0.975) # a 2.5% drop follows bar k
+        fx.set_time(int(a["t"][k + 1]))
+        ex.set_leverage("BTCUSDT", 50)
+        assert ex.place(order("entry", qty=round(40_000 / a["close"][k], 3))).state == OrderState.FILLED
+        assert reconcile(ex).ok
+        fx.call(fx.advance(int(a["t"][k + 40])))
         rec = reconcile(ex)
-        assert rec.ok and rec.adopted[0].startswith("autoclose-") and rec.position_exchange == rec.position_journal == 0.0, rec
-        assert len(ex.journal.rows(EventKind.EXTERNAL_ORDER)) == 1 and ex.blocked == ""
+        assert rec.ok and rec.adopted and rec.adopted[0].startswith("autoclose-"), rec
+        assert rec.position_exchange == rec.position_journal == 0.0 and ex.blocked == ""
 
 def test_unexplained_order_blocks_trading(tmp_path):
     with venue(tmp_path) as (fx, ex):
