@@ -4,17 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #915b897f
 from __future__ import annotations
-import copy, json, logging, logging.handlers, os, re, sys
+import copy, json, logging, logging.handlers, math, os, re, sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 import numpy as np, pandas as pd, yaml
 
 # %% auto #0
-__all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'check_interval', 'interval_ms', 'interval_offset', 'pandas_freq',
-           'to_utc', 'ms_to_time', 'us_to_time', 'time_to_ms', 'floor_time', 'ceil_time', 'funding_times',
-           'next_funding_time', 'check_frame', 'ConfigError', 'project_root', 'default_config_path', 'substitute_env',
-           'Config', 'register_secret', 'redact', 'JsonFormatter', 'ConsoleFormatter', 'setup_logging',
-           'setup_logging_from_config', 'get_logger', 'audit']
+__all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'SIDE_FORMS', 'check_interval', 'interval_ms', 'interval_offset',
+           'pandas_freq', 'to_utc', 'ms_to_time', 'us_to_time', 'time_to_ms', 'floor_time', 'ceil_time',
+           'funding_times', 'next_funding_time', 'check_frame', 'parse_side', 'check_finite', 'check_positive',
+           'ConfigError', 'project_root', 'default_config_path', 'substitute_env', 'Config', 'register_secret',
+           'redact', 'JsonFormatter', 'ConsoleFormatter', 'setup_logging', 'setup_logging_from_config', 'get_logger',
+           'audit']
 
 # %% ../nbs/00_core.ipynb #9be5afb1
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
@@ -133,6 +134,51 @@ def check_frame(df:pd.DataFrame, # the frame to validate
             i = int(np.argmax(bad))
             raise ValueError(f"{name}: column {c!r} must be finite and > 0; got {v[i]} at {idx[i]}")
     return df
+
+# %% ../nbs/00_core.ipynb #50700f5b
+_SIDE_WORDS = {"long": 1, "buy": 1, "1": 1, "+1": 1, "short": -1, "sell": -1, "-1": -1}
+SIDE_FORMS = "long/buy/+1/'1' or short/sell/-1/'-1' (any case)"
+
+def _first(a:np.ndarray, mask) -> Any:
+    "The first element of `a` where `mask` holds, as a plain Python value (for messages)."
+    return np.broadcast_to(a, np.shape(mask))[mask].ravel()[0].item()
+
+# %% ../nbs/00_core.ipynb #5f07c1b8
+def parse_side(side, # a word, a number or an array of them
+              ) -> int|np.ndarray: # +1 long / -1 short, an int for a scalar and an int64 array otherwise
+    "±1 from `long`/`buy`/`+1`/`'1'` or `short`/`sell`/`-1`/`'-1'` (any case, scalar or array); else `ValueError`."
+    if type(side) in (int, float) and side in (1, -1): return int(side)     # the common case, fast
+    if isinstance(side, str):
+        try: return _SIDE_WORDS[side.strip().lower()]
+        except KeyError: raise ValueError(f"unknown side {side!r}; expected {SIDE_FORMS}") from None
+    if isinstance(side, (bool, np.bool_)): raise ValueError(f"unknown side {side!r}; expected {SIDE_FORMS}")
+    arr = np.asarray(side)
+    if arr.dtype.kind in "OUS": arr = np.array([parse_side(s) for s in arr.ravel()]).reshape(arr.shape)
+    if arr.dtype.kind not in "iuf" or arr.size == 0: raise ValueError(f"unknown side {side!r}; expected {SIDE_FORMS}")
+    bad = ~np.isin(arr, (1, -1))
+    if bad.any(): raise ValueError(f"unknown side {_first(arr, bad)!r}; expected {SIDE_FORMS}")
+    return int(arr) if arr.ndim == 0 else arr.astype(np.int64)
+
+# %% ../nbs/00_core.ipynb #9c3348d0
+def check_finite(name:str, # the argument's name, for the message
+                 value, # a number or an array of numbers
+                ) -> np.ndarray: # float64, 0-d for a scalar
+    "`value` as a float array, or a `ValueError` naming `name` unless every element is a finite number."
+    if type(value) in (float, int) and math.isfinite(value): return np.asarray(value, dtype=np.float64)  # fast scalar path
+    if isinstance(value, (bool, np.bool_)): raise ValueError(f"{name} must be a number, got {value!r}")
+    try: a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError): raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(a).all(): raise ValueError(f"{name} must be finite, got {_first(a, ~np.isfinite(a))!r}")
+    return a
+
+# %% ../nbs/00_core.ipynb #96f424e1
+def check_positive(name:str, # the argument's name, for the message
+                   value, # a number or an array of numbers
+                  ) -> np.ndarray: # float64, 0-d for a scalar
+    "`value` as a float array, or a `ValueError` naming `name` unless every element is finite and > 0."
+    a = check_finite(name, value)
+    if (a <= 0).any(): raise ValueError(f"{name} must be positive, got {_first(a, a <= 0)!r}")
+    return a
 
 # %% ../nbs/00_core.ipynb #f1bd71e4
 class ConfigError(ValueError):
