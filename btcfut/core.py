@@ -10,12 +10,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np, pandas as pd, yaml
 
 # %% auto #0
-__all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'SIDE_FORMS', 'CONFIG_RULES', 'LOG_LEVELS', 'check_interval',
-           'interval_ms', 'interval_offset', 'pandas_freq', 'to_utc', 'ms_to_time', 'us_to_time', 'time_to_ms',
-           'floor_time', 'ceil_time', 'funding_times', 'next_funding_time', 'check_frame', 'parse_side', 'check_finite',
-           'check_positive', 'ConfigError', 'project_root', 'default_config_path', 'register_secret', 'EnvText',
-           'substitute_env', 'Config', 'redact', 'JsonFormatter', 'ConsoleFormatter', 'log_level', 'setup_logging',
-           'setup_logging_from_config', 'get_logger', 'audit']
+__all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'SIDE_FORMS', 'SECRET_MIN_LEN', 'CONFIG_RULES', 'LOG_LEVELS',
+           'check_interval', 'interval_ms', 'interval_offset', 'pandas_freq', 'to_utc', 'ms_to_time', 'us_to_time',
+           'time_to_ms', 'floor_time', 'ceil_time', 'funding_times', 'next_funding_time', 'check_frame', 'parse_side',
+           'check_finite', 'check_positive', 'ConfigError', 'project_root', 'default_config_path', 'register_secret',
+           'EnvText', 'substitute_env', 'Config', 'redact', 'JsonFormatter', 'ConsoleFormatter', 'log_level',
+           'setup_logging', 'setup_logging_from_config', 'get_logger', 'audit']
 
 # %% ../nbs/00_core.ipynb #9be5afb1
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
@@ -200,10 +200,11 @@ _SECRET_KEYS = r"(?:api[_-]?key|api[_-]?secret|secret(?:[_-]?key)?|signature|x-m
 def _is_secret_name(name:str) -> bool: return re.search(_SECRET_KEYS, name, re.IGNORECASE) is not None
 
 _registered_secrets: set[str] = set()
+SECRET_MIN_LEN = 8 # shorter values are not real keys, and masking them ("true", "1e5") would garble every text
 
 def register_secret(value:str|None):
-    "Make `redact` hide this exact value wherever it appears (API keys read from the environment)."
-    if value and len(value) >= 4: _registered_secrets.add(value)
+    "Make `redact` hide this exact value wherever it appears (API keys read from the environment; 8+ characters)."
+    if value and len(value) >= SECRET_MIN_LEN: _registered_secrets.add(value)
 
 class EnvText(str):
     "Text substituted from the environment: kept verbatim for string keys, read as YAML for typed ones; `hidden` if secret."
@@ -392,8 +393,16 @@ class Config:
             if not isinstance(d, dict) or part not in d: return default
             d = d[part]
         return Config(d) if isinstance(d, dict) else d
-    def to_dict(self) -> dict: return copy.deepcopy(self._data)
-    def __repr__(self): return f"Config({redact(json.dumps(self._data, default=str))[:400]})"
+    def to_dict(self, masked:bool=False, # replace the values of secret-named keys (api_key, ...) with "***"
+               ) -> dict:
+        "A deep copy of the tree as plain dicts and lists."
+        return _masked(self._data) if masked else copy.deepcopy(self._data)
+    def __repr__(self): return f"Config({redact(json.dumps(self.to_dict(masked=True), default=str))[:400]})"
+
+def _masked(d:Any, key:str="") -> Any:
+    if isinstance(d, dict): return {k: _masked(v, str(k)) for k, v in d.items()}
+    if isinstance(d, list): return [_masked(v, key) for v in d]
+    return "***" if d not in (None, "") and _is_secret_name(key) else d
 
 # %% ../nbs/00_core.ipynb #ae3e532e
 def _schema(base:Any) -> Any:
@@ -412,10 +421,12 @@ def _schema(base:Any) -> Any:
 # %% ../nbs/00_core.ipynb #a277b0d6
 _SECRET_KV = re.compile(r"(?i)(\b" + _SECRET_KEYS + r"\b[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}\]]+)")
 
-def redact(text:str) -> str:
-    "Mask secret values: `key=value` / `\"key\": \"value\"` pairs for secret-like keys, and every registered secret."
+def redact(text:str,
+           pairs:bool=True, # also mask the values of `key=value` / `"key": "value"` pairs with secret-like keys
+          ) -> str:
+    "Mask secret values: every registered secret, and the values of secret-like keys."
     for s in sorted(_registered_secrets, key=len, reverse=True): text = text.replace(s, "***")
-    return _SECRET_KV.sub(lambda m: m.group(1) + "***", text)
+    return _SECRET_KV.sub(lambda m: m.group(1) + "***", text) if pairs else text
 
 # %% ../nbs/00_core.ipynb #4757449f
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "fields"}
