@@ -210,6 +210,7 @@ class EnvText(str):
     "Text substituted from the environment: kept verbatim for string keys, read as YAML for typed ones; `hidden` if secret."
     hidden: bool = False
 
+# %% ../nbs/00_core.ipynb #24b6a5b9
 def substitute_env(value:Any, env:Mapping[str,str]|None=None, path:str="") -> Any:
     "Replace `${VAR}` / `${VAR:-default}` in every string inside `value`; substituted strings come back as `EnvText`."
     env = os.environ if env is None else env
@@ -399,6 +400,7 @@ class Config:
         return _masked(self._data) if masked else copy.deepcopy(self._data)
     def __repr__(self): return f"Config({redact(json.dumps(self.to_dict(masked=True), default=str))[:400]})"
 
+# %% ../nbs/00_core.ipynb #691be5d0
 def _masked(d:Any, key:str="") -> Any:
     if isinstance(d, dict): return {k: _masked(v, str(k)) for k, v in d.items()}
     if isinstance(d, list): return [_masked(v, key) for v in d]
@@ -466,6 +468,7 @@ def log_level(level:str|int) -> int:
         raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LOG_LEVELS)}")
     return n
 
+# %% ../nbs/00_core.ipynb #fcb918df
 def setup_logging(level:str="INFO", # level of the `btcfut` logger
                   log_dir:str|Path|None=None, # where JSON-lines and audit files go; None = console only
                   json_file:str="btcfut.jsonl", audit_file:str="audit.jsonl",
@@ -494,6 +497,7 @@ def setup_logging(level:str="INFO", # level of the `btcfut` logger
     for lg, h in handlers: setattr(h, _OWN_HANDLER, True); lg.addHandler(h)
     return root
 
+# %% ../nbs/00_core.ipynb #ecb348b3
 def setup_logging_from_config(cfg:Config, log_dir:str|Path|None=None, **kw) -> logging.Logger:
     "`setup_logging` with the `logging` section of `cfg`."
     L = cfg.logging
