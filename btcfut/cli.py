@@ -12,14 +12,15 @@ from typer.core import TyperGroup
 from .core import Config, ConfigError, audit, log_level, parse_side, redact, setup_logging_from_config, to_utc
 
 # %% auto #0
-__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'CliError', 'one_line', 'BtcfutGroup',
-           'resolve_cli_config', 'State', 'main_options', 'show_config', 'version', 'parse_time_option',
+__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'CliError', 'one_line',
+           'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options', 'show_config', 'version', 'parse_time_option',
            'parse_time_range', 'demo', 'data_import', 'data_fetch', 'data_download', 'data_info_cmd', 'risk_brackets',
            'risk_liq', 'fakex', 'main']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
 EXIT_BUG = 1       # an unexpected exception
+EXIT_INTERRUPTED = 130 # Ctrl-C (128 + SIGINT), as shells report it
 
 class CliError(Exception):
     "A problem with the command's input; `btcfut` prints the message on one line and exits with `EXIT_BAD_INPUT`."
@@ -45,6 +46,7 @@ class BtcfutGroup(TyperGroup):
         code, err = 0, None
         try: return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException) as e: code = getattr(e, "exit_code", 1); raise
+        except KeyboardInterrupt: code = EXIT_INTERRUPTED; raise
         except Exception as e:
             code, err = (EXIT_BAD_INPUT if isinstance(e, USER_ERRORS) else EXIT_BUG), one_line(e)
             if ctx.meta.get("btcfut.debug"): typer.echo(redact(traceback.format_exc()), err=True)
