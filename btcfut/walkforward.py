@@ -4,12 +4,12 @@
 
 # %% ../nbs/05a_walkforward.ipynb #962aafbd
 from __future__ import annotations
-import inspect, itertools, math
+import inspect, itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 import numpy as np, pandas as pd
 from tqdm import tqdm
-from .core import get_logger, to_utc
+from .core import get_logger, infer_interval, interval_ms, to_utc
 
 # %% auto #0
 __all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'param_grid', 'SweepResult', 'sweep',
@@ -18,13 +18,11 @@ __all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_fo
 # %% ../nbs/05a_walkforward.ipynb #aac811ad
 _log = get_logger(__name__)
 
-# %% ../nbs/05a_walkforward.ipynb #40614bc4
-def bar_spacing(index:pd.DatetimeIndex) -> pd.Timedelta:
-    "The most common step between consecutive timestamps of `index` (its bar length)."
-    if not isinstance(index, pd.DatetimeIndex): raise TypeError(f"expected a DatetimeIndex, got {type(index).__name__}")
-    if len(index) < 2: raise ValueError(f"need at least 2 timestamps to infer the bar spacing, got {len(index)}")
-    steps = pd.Series(np.diff(index.asi8)).mode()
-    return pd.Timedelta(int(steps.iloc[0]), unit=index.unit)
+# %% ../nbs/05a_walkforward.ipynb #b4899d51
+def bar_spacing(index:pd.DatetimeIndex, # bar open times
+               ) -> pd.Timedelta:
+    "The bar length of `index` as a `Timedelta`: its interval by `btcfut.core.infer_interval` (the smallest step)."
+    return pd.Timedelta(milliseconds=interval_ms(infer_interval(index)))
 
 # %% ../nbs/05a_walkforward.ipynb #0fa9703b
 def window_bars(size:int|str|pd.Timedelta, # bar count, or a duration such as "30D"
@@ -41,9 +39,8 @@ def window_bars(size:int|str|pd.Timedelta, # bar count, or a duration such as "3
     try: td = pd.Timedelta(size)
     except (ValueError, TypeError): raise ValueError(f"{name}={size!r} is neither a bar count nor a duration like '30D'") from None
     if td < pd.Timedelta(0): raise ValueError(f"{name}={size!r} must not be negative")
-    step = bar_spacing(index)
-    n, rem = divmod(td, step)
-    if rem != pd.Timedelta(0): raise ValueError(f"{name}={size!r} is not a whole number of {step} bars")
+    n, rem = divmod(td, bar_spacing(index))
+    if rem != pd.Timedelta(0): raise ValueError(f"{name}={size!r} is not a whole number of {infer_interval(index)} bars")
     return int(n)
 
 # %% ../nbs/05a_walkforward.ipynb #b716291b
@@ -74,6 +71,19 @@ class Fold:
         return (f"Fold({self.k}, train {i[self.train_start]} → {i[self.train_stop-1]} ({self.n_train} bars), "
                 f"test {i[self.test_start]} → {i[self.test_stop-1]} ({self.n_test} bars))")
 
+# %% ../nbs/05a_walkforward.ipynb #7b62de56
+def _first_test_bar(index:pd.Index, start:Any, n_train:int, n_purge:int) -> int:
+    "Position of the first test bar: `start` (a timestamp or a position), or as early as training and purge allow."
+    first = n_train + n_purge
+    if start is None: return first
+    if isinstance(start, (int, np.integer)): s = int(start)
+    else:
+        ts = pd.Timestamp(start)
+        if getattr(index, "tz", None) is not None: ts = to_utc(ts)
+        s = int(index.searchsorted(ts))
+    if s < first: raise ValueError(f"start={start!r} leaves only {max(s - n_purge, 0)} training bars; need {n_train} + purge {n_purge}")
+    return s
+
 # %% ../nbs/05a_walkforward.ipynb #1ef990c6
 def walk_forward_folds(index:pd.Index, # bar open times, increasing
                        train:int|str, # training window (minimum length when `expanding`)
@@ -97,16 +107,7 @@ def walk_forward_folds(index:pd.Index, # bar open times, increasing
     if label_horizon is not None:
         h = window_bars(label_horizon, index, "label_horizon")
         if n_purge < h: raise ValueError(f"purge={purge!r} ({n_purge} bars) is shorter than the label horizon ({h} bars)")
-    first = n_train + n_purge
-    if start is not None:
-        if isinstance(start, (int, np.integer)): s = int(start)
-        else:
-            ts = pd.Timestamp(start)
-            if getattr(index, "tz", None) is not None: ts = to_utc(ts)
-            s = int(index.searchsorted(ts))
-        if s < first: raise ValueError(f"start={start!r} leaves only {max(s - n_purge, 0)} training bars; need {n_train} + purge {n_purge}")
-        first = s
-    folds, s = [], first
+    folds, s = [], _first_test_bar(index, start, n_train, n_purge)
     while s < n:
         e = min(s + n_test, n)
         if e - s < n_test and not partial: break
@@ -181,14 +182,14 @@ def chain_equity(fold_returns:Sequence[pd.Series], # per-fold simple returns per
 # %% ../nbs/05a_walkforward.ipynb #6b0675a2
 @dataclass
 class WalkForwardResult:
-    "What a walk-forward run produced: folds, fitted models, the stitched target, the backtest and per-fold stats."
+    "What a walk-forward run produced: folds, fitted models, the stitched target, the backtest and the fold table."
     folds:list[Fold]
     models:list # one per fold: whatever `retrain` returned (the best configuration for a sweep)
     target:pd.Series # stitched target over the backtest span: test-window targets (NaN = keep), 0 elsewhere
     in_test:pd.Series # True on bars inside a test window
     backtest:Any=None # result of the single run over `target`
     trials:pd.DataFrame=None # one row per fold and configuration tried: fold, parameters, score
-    fold_stats:pd.DataFrame=None # one row per fold: windows, model, return, Sharpe, drawdown of its bars
+    fold_stats:pd.DataFrame=None # one row per fold: its windows and model (`btcfut.metrics.fold_metrics` adds returns)
     @property
     def n_trials(self) -> int:
         "Number of distinct configurations tried (1 when no sweep was recorded)."
@@ -214,22 +215,11 @@ class WalkForwardResult:
         return pd.Series(np.maximum(k, 0), index=self.target.index, name="fold")
 
 # %% ../nbs/05a_walkforward.ipynb #c8573028
-def _fold_stats(res:WalkForwardResult, periods_per_year:float) -> pd.DataFrame:
-    "Per-fold return, annualized Sharpe and max drawdown over the bars each fold owns."
-    rows, owner = [], res.fold_of()
-    r = res.backtest.returns if res.backtest is not None else None
-    for f, m in zip(res.folds, res.models):
-        row = dict(fold=f.k, train_start=f.index[f.train_start], train_end=f.index[f.train_stop - 1],
-                   test_start=f.index[f.test_start], test_end=f.index[f.test_stop - 1], n_test=f.n_test,
-                   model=m if isinstance(m, (dict, str, int, float)) else repr(m))
-        if r is not None:
-            rk = r[(owner == f.k).to_numpy()].iloc[(1 if f.k == 0 else 0):].fillna(0.0)
-            eq = (1 + rk).cumprod()
-            sd = rk.std(ddof=1)
-            row.update(total_return=float(eq.iloc[-1] - 1) if len(eq) else 0.0,
-                       sharpe=float(rk.mean() / sd * math.sqrt(periods_per_year)) if len(rk) > 1 and sd > 0 else float("nan"),
-                       max_drawdown=float((eq / eq.cummax().clip(lower=1.0) - 1).min()) if len(eq) else 0.0)
-        rows.append(row)
+def _fold_table(folds:Sequence[Fold], models:list) -> pd.DataFrame:
+    "One row per fold: its training and test windows and the model fitted for it."
+    rows = [dict(fold=f.k, train_start=f.index[f.train_start], train_end=f.index[f.train_stop - 1],
+                 test_start=f.index[f.test_start], test_end=f.index[f.test_stop - 1], n_test=f.n_test,
+                 model=m if isinstance(m, (dict, str, int, float)) else repr(m)) for f, m in zip(folds, models)]
     return pd.DataFrame(rows).set_index("fold")
 
 # %% ../nbs/05a_walkforward.ipynb #208ba6a4
@@ -238,7 +228,6 @@ def run_walk_forward(frame:pd.DataFrame, # bars and causal features, index = bar
                      retrain:Callable[[Fold, pd.DataFrame], Any], # fits on the training rows only -> model or SweepResult
                      signal:Callable[..., pd.Series], # (model, rows up to the test end[, fold=fold]) -> target per bar
                      backtest:Callable[[pd.Series], Any]|None=None, # stitched target -> result with .equity/.returns
-                     periods_per_year:float=365*24, # for the per-fold Sharpe ratios
                      progress:bool=True, # tqdm bar over folds
                     ) -> WalkForwardResult:
     "Retrain per fold on its training window, signal on its test window, stitch, and backtest once."
@@ -266,7 +255,6 @@ def run_walk_forward(frame:pd.DataFrame, # bars and causal features, index = bar
     target[~in_test.to_numpy()] = 0.0  # flat outside the test windows; NaN inside one keeps the position
     tr = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame()
     if not tr.empty: tr = tr[["fold"] + [c for c in tr.columns if c != "fold"]]
-    res = WalkForwardResult(list(folds), models, target, in_test, None, tr)
+    res = WalkForwardResult(list(folds), models, target, in_test, None, tr, _fold_table(folds, models))
     if backtest is not None: res.backtest = backtest(target)
-    res.fold_stats = _fold_stats(res, periods_per_year)
     return res
