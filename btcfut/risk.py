@@ -23,6 +23,18 @@ __all__ = ['BTCUSDT_BRACKETS_2024_10', 'scalar_or_array', 'LeverageBrackets', 'd
            'expected_funding', 'var_es', 'loss_from', 'limit_breached']
 
 # %% ../nbs/04_risk.ipynb #d48eefa9
+def _as_float(name:str, x) -> np.ndarray:
+    if type(x) in (float, int) and math.isfinite(x): return np.asarray(x, dtype=np.float64)    # fast scalar path
+    try: a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError): raise ValueError(f"{name} must be a number, got {x!r}") from None
+    if not np.isfinite(a).all(): raise ValueError(f"{name} must be finite, got {_first(a, ~np.isfinite(a))!r}")
+    return a
+
+def _positive(name:str, x) -> np.ndarray:
+    a = _as_float(name, x)
+    if (a <= 0).any(): raise ValueError(f"{name} must be positive, got {_first(a, a <= 0)!r}")
+    return a
+
 def _first(a:np.ndarray, mask) -> Any:
     "The first element of `a` where `mask` holds, as a plain Python number (for messages)."
     return np.broadcast_to(a, np.shape(mask))[mask].ravel()[0].item()
