@@ -704,6 +704,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'btcfut.sizing.RiskManager.snapshot': ('sizing.html#riskmanager.snapshot', 'btcfut/sizing.py'),
                                'btcfut.sizing.RiskSnapshot': ('sizing.html#risksnapshot', 'btcfut/sizing.py'),
                                'btcfut.sizing.RiskSnapshot.to_dict': ('sizing.html#risksnapshot.to_dict', 'btcfut/sizing.py'),
+                               'btcfut.sizing._halt_reasons': ('sizing.html#_halt_reasons', 'btcfut/sizing.py'),
                                'btcfut.sizing._limit_messages': ('sizing.html#_limit_messages', 'btcfut/sizing.py'),
                                'btcfut.sizing._max_steps': ('sizing.html#_max_steps', 'btcfut/sizing.py'),
                                'btcfut.sizing._plain': ('sizing.html#_plain', 'btcfut/sizing.py'),

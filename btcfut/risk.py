@@ -308,10 +308,9 @@ def liquidation_price(side, # +1/'long' or -1/'short' (one-way mode)
 
 # %% ../nbs/04_risk.ipynb #2237758f
 @njit(cache=True)
-def maint_margin_nb(notional:float, floors:np.ndarray, mmr:np.ndarray, cum:np.ndarray) -> float:
-    "Compiled maintenance margin `notional × MMR − cum` of the notional's tier (`brackets.as_arrays()`; past the table: last tier)."
-    k = np.searchsorted(floors, notional, side="right") - 1
-    k = min(max(k, 0), floors.shape[0] - 1)
+def maint_margin_nb(notional:float, caps:np.ndarray, mmr:np.ndarray, cum:np.ndarray) -> float:
+    "Compiled maintenance margin `notional × MMR − cum` of the notional's tier (`bracket_index`; past the table: last tier)."
+    k = bracket_index(notional, caps)
     return notional * mmr[k] - cum[k]
 
 # %% ../nbs/04_risk.ipynb #229626cf
@@ -491,6 +490,7 @@ def _bridge_hits_nb(a, ends, total_var, n_steps, seed):
                 break
     return hits
 
+# %% ../nbs/04_risk.ipynb #17a2166e
 def liq_prob_brute_force(price:float, liq_price:float, side, # position, as in `liq_prob_first_passage`
                          sigma:float, horizon:float, drift:float=0.0, # Brownian motion of log price per unit time
                          n_steps:int=1_000, n_paths:int=20_000, seed:int=0, # discrete paths simulated
@@ -525,6 +525,7 @@ def _known_series(x, name:str, interval:str|None=None) -> pd.Series:
     if isinstance(x, pd.Series): return x.astype(np.float64)
     return None
 
+# %% ../nbs/04_risk.ipynb #160597c6
 def funding_payments(funding:pd.DataFrame, # fundingRate frame: index = funding time (UTC), column `funding_rate`
                      qty, # signed position (BTC, + long): a number, or a Series of positions by the time they were taken
                      mark, # mark price: a number, a Series indexed by the time it is known, or a mark-price klines frame
