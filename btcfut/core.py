@@ -15,7 +15,7 @@ __all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'SIDE_FORMS', 'check_i
            'funding_times', 'next_funding_time', 'check_frame', 'parse_side', 'check_finite', 'check_positive',
            'ConfigError', 'project_root', 'default_config_path', 'substitute_env', 'Config', 'register_secret',
            'redact', 'JsonFormatter', 'ConsoleFormatter', 'setup_logging', 'setup_logging_from_config', 'get_logger',
-           'audit']
+           'audit', 'infer_interval']
 
 # %% ../nbs/00_core.ipynb #9be5afb1
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
@@ -405,3 +405,23 @@ def get_logger(name:str) -> logging.Logger:
 def audit(event:str, **fields) -> None:
     "Write one audit-trail record (an order, a risk decision, ...) with its structured fields."
     logging.getLogger("btcfut.audit").info(event, extra={"fields": {"event": event, **fields}})
+
+# %% ../nbs/00_core.ipynb #a5ba322c
+_MONTH_STEP_MS = (28 * 86_400_000, 31 * 86_400_000) # shortest and longest calendar month
+
+def infer_interval(index:pd.DatetimeIndex, # bar open times, strictly increasing (naive means UTC)
+                  ) -> str: # the Binance interval, e.g. "1h"
+    "The Binance interval of a bar index: the smallest step between consecutive bars."
+    if not pd.api.types.is_datetime64_any_dtype(index):
+        raise TypeError(f"expected a DatetimeIndex of bar open times, got {type(index).__name__}")
+    step = np.diff(time_to_ms(index))
+    if not len(step): raise ValueError("cannot infer the interval of fewer than two bars; pass it")
+    if (step <= 0).any():
+        i = int(np.argmax(step <= 0)) + 1
+        raise ValueError(f"bar times must be strictly increasing to infer the interval: {index[i]} follows {index[i - 1]}")
+    i = int(np.argmin(step))
+    for iv in INTERVALS[:-1]:
+        if interval_ms(iv) == step[i]: return iv
+    if _MONTH_STEP_MS[0] <= step[i] <= _MONTH_STEP_MS[1]: return "1M"
+    raise ValueError(f"bar spacing of {pd.Timedelta(milliseconds=int(step[i]))} (from {index[i]} to {index[i + 1]}) "
+                     f"is not a Binance interval; expected one of {', '.join(INTERVALS)}")
