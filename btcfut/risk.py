@@ -23,18 +23,6 @@ __all__ = ['BTCUSDT_BRACKETS_2024_10', 'scalar_or_array', 'LeverageBrackets', 'd
            'expected_funding', 'var_es', 'loss_from', 'limit_breached']
 
 # %% ../nbs/04_risk.ipynb #d48eefa9
-def _as_float(name:str, x) -> np.ndarray:
-    if type(x) in (float, int) and math.isfinite(x): return np.asarray(x, dtype=np.float64)    # fast scalar path
-    try: a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError): raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not np.isfinite(a).all(): raise ValueError(f"{name} must be finite, got {_first(a, ~np.isfinite(a))!r}")
-    return a
-
-def _positive(name:str, x) -> np.ndarray:
-    a = _as_float(name, x)
-    if (a <= 0).any(): raise ValueError(f"{name} must be positive, got {_first(a, a <= 0)!r}")
-    return a
-
 def _first(a:np.ndarray, mask) -> Any:
     "The first element of `a` where `mask` holds, as a plain Python number (for messages)."
     return np.broadcast_to(a, np.shape(mask))[mask].ravel()[0].item()
@@ -320,10 +308,9 @@ def liquidation_price(side, # +1/'long' or -1/'short' (one-way mode)
 
 # %% ../nbs/04_risk.ipynb #2237758f
 @njit(cache=True)
-def maint_margin_nb(notional:float, floors:np.ndarray, mmr:np.ndarray, cum:np.ndarray) -> float:
-    "Compiled maintenance margin `notional × MMR − cum` of the notional's tier (`brackets.as_arrays()`; past the table: last tier)."
-    k = np.searchsorted(floors, notional, side="right") - 1
-    k = min(max(k, 0), floors.shape[0] - 1)
+def maint_margin_nb(notional:float, caps:np.ndarray, mmr:np.ndarray, cum:np.ndarray) -> float:
+    "Compiled maintenance margin `notional × MMR − cum` of the notional's tier (`bracket_index`; past the table: last tier)."
+    k = bracket_index(notional, caps)
     return notional * mmr[k] - cum[k]
 
 # %% ../nbs/04_risk.ipynb #229626cf
@@ -503,6 +490,7 @@ def _bridge_hits_nb(a, ends, total_var, n_steps, seed):
                 break
     return hits
 
+# %% ../nbs/04_risk.ipynb #17a2166e
 def liq_prob_brute_force(price:float, liq_price:float, side, # position, as in `liq_prob_first_passage`
                          sigma:float, horizon:float, drift:float=0.0, # Brownian motion of log price per unit time
                          n_steps:int=1_000, n_paths:int=20_000, seed:int=0, # discrete paths simulated
@@ -537,6 +525,7 @@ def _known_series(x, name:str, interval:str|None=None) -> pd.Series:
     if isinstance(x, pd.Series): return x.astype(np.float64)
     return None
 
+# %% ../nbs/04_risk.ipynb #160597c6
 def funding_payments(funding:pd.DataFrame, # fundingRate frame: index = funding time (UTC), column `funding_rate`
                      qty, # signed position (BTC, + long): a number, or a Series of positions by the time they were taken
                      mark, # mark price: a number, a Series indexed by the time it is known, or a mark-price klines frame

@@ -221,6 +221,7 @@ def max_sizes(self:RiskManager,
             out["funding"] = np.where(per_unit > 0, l["max_funding_cost"] * e / np.where(per_unit > 0, per_unit, 1.0), np.inf)
     return {k: scalar_or_array(v, side, price, equity, stop_price, atr, sigma, funding_rate, hours_to_next_funding) for k, v in out.items()}
 
+# %% ../nbs/04a_sizing.ipynb #478b4593
 def _limit_messages(l:dict) -> dict:
     "What each limit says when it binds."
     return {"leverage": f"leverage capped at max_leverage {l['max_leverage']:g}x or the bracket's max leverage",
@@ -230,6 +231,24 @@ def _limit_messages(l:dict) -> dict:
             "liq_distance_sigma": f"liquidation kept ≥ {l['min_liq_distance_sigma']:g}σ ({l['liq_horizon_hours']:g}h) away",
             "liq_prob": f"liquidation probability within {l['liq_horizon_hours']:g}h kept ≤ {l['max_liq_prob']:.2%}",
             "funding": f"expected funding over {l['funding_horizon_hours']:g}h capped at {l['max_funding_cost']:.2%} of equity"}
+
+# %% ../nbs/04a_sizing.ipynb #42a50eba
+def _halt_reasons(l:dict, # `RiskManager.limits`
+                  eq:float, # equity now, USDT
+                  day_start_equity:float|None, peak_equity:float|None, # as in `RiskManager.check`
+                  checks:dict, # filled with the daily loss and drawdown measured
+                 ) -> list[str]:
+    "Why no exposure may be added: the daily-loss and drawdown halts (`btcfut.risk.limit_breached`)."
+    reasons = []
+    if day_start_equity is not None:
+        start = float(check_positive("day_start_equity", day_start_equity))
+        checks["daily_loss"] = loss = loss_from(eq, start)
+        if limit_breached(eq, start, l["max_daily_loss"]): reasons.append(f"daily loss {loss:.2%} ≥ max_daily_loss {l['max_daily_loss']:.2%}: only exposure-reducing orders")
+    if peak_equity is not None:
+        peak = float(check_positive("peak_equity", peak_equity))
+        checks["drawdown"] = dd = loss_from(eq, peak)
+        if limit_breached(eq, peak, l["max_drawdown"]): reasons.append(f"drawdown {dd:.2%} ≥ max_drawdown {l['max_drawdown']:.2%}: trading halted")
+    return reasons
 
 # %% ../nbs/04a_sizing.ipynb #8732d710
 @patch
@@ -257,15 +276,7 @@ def check(self:RiskManager,
         qty = round_to_step(target, step)
         return self._decide("approved", qty, target, current, ["reduces exposure"] if target != current else [], checks, ctx)
     side = int(np.sign(target))
-    reasons = []
-    if day_start_equity is not None:
-        start = float(check_positive("day_start_equity", day_start_equity))
-        checks["daily_loss"] = loss = loss_from(eq, start)
-        if limit_breached(eq, start, l["max_daily_loss"]): reasons.append(f"daily loss {loss:.2%} ≥ max_daily_loss {l['max_daily_loss']:.2%}: only exposure-reducing orders")
-    if peak_equity is not None:
-        peak = float(check_positive("peak_equity", peak_equity))
-        checks["drawdown"] = dd = loss_from(eq, peak)
-        if limit_breached(eq, peak, l["max_drawdown"]): reasons.append(f"drawdown {dd:.2%} ≥ max_drawdown {l['max_drawdown']:.2%}: trading halted")
+    reasons = _halt_reasons(l, eq, day_start_equity, peak_equity, checks)
     if reasons: return self._decide("rejected", current, target, current, reasons, checks, ctx)
     caps = self.max_sizes(side, price, eq, stop_price, atr, sigma, funding_rate, hours_to_next_funding)
     checks.update({f"max_qty_{k}": v for k, v in caps.items()})
@@ -285,6 +296,7 @@ def check(self:RiskManager,
         if sigma is not None: checks["liq_prob"] = liq_prob_first_passage(price, lp, side, sigma, l["liq_horizon_hours"])
     return self._decide("reduced" if reasons else "approved", qty, target, current, reasons, checks, ctx)
 
+# %% ../nbs/04a_sizing.ipynb #ce48e3ce
 @patch
 def limit_targets(self:RiskManager,
                    target_qty, # proposed positions (signed BTC), e.g. one per bar
