@@ -631,6 +631,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'btcfut/execution/userstream.py')},
             'btcfut.fakex.answers': { 'btcfut.fakex.answers.FakeExchange._fill': ( 'fakex.answers.html#fakeexchange._fill',
                                                                                    'btcfut/fakex/answers.py'),
+                                      'btcfut.fakex.answers.FakeExchange.expire_listen_key': ( 'fakex.answers.html#fakeexchange.expire_listen_key',
+                                                                                               'btcfut/fakex/answers.py'),
                                       'btcfut.fakex.answers.FakeExchange.fill_limits_in_parts': ( 'fakex.answers.html#fakeexchange.fill_limits_in_parts',
                                                                                                   'btcfut/fakex/answers.py'),
                                       'btcfut.fakex.answers.FakeExchange.h_order': ( 'fakex.answers.html#fakeexchange.h_order',

@@ -191,3 +191,20 @@ def test_websocket_drop_mid_trading_loses_no_fill(tmp_path):
         finally: us.stop()
         assert rec.ok and rec.inferred_fills == 0 and journal_position(ex.journal, "BTCUSDT") == rec.position_exchange == 0.01
         assert KEY not in repr(ex.journal.rows()) and not any(k in repr(ex.journal.rows()) for k in fx.listen_keys)
+
+def test_listen_key_expiry_mid_trading_loses_no_fill(tmp_path):
+    from btcfut.execution import UserStream, journal_position
+    with venue(tmp_path) as (fx, ex):
+        fx.set_time(fx.data.arrays("klines", "1h")["t"][100])
+        us = UserStream(ex, fx.ws_url).start()
+        try:
+            assert _wait_for(lambda: us.connects == 1)
+            ex.place(order("entry", qty=0.02)); fx.call(fx.advance(fx.cursor_ms + 60_000))
+            assert _wait_for(lambda: len(ex.journal.rows("fill")) == 1)
+            # the key expires and a fill happens before the stream has a new key: its event goes nowhere
+            fx.call(fx.expire_listen_key())
+            ex.place(order("exit", qty=0.01, side="SELL")); fx.call(fx.advance(fx.cursor_ms + 60_000))
+            assert _wait_for(lambda: us.expired == 1 and us.connects == 2 and len(ex.journal.rows("fill")) == 2)
+            rec = reconcile(ex)
+        finally: us.stop()
+        assert rec.ok and rec.inferred_fills == 0 and journal_position(ex.journal, "BTCUSDT") == rec.position_exchange == 0.01
