@@ -270,6 +270,8 @@ def _check_rule(path:str, value:Any, shown:str) -> Any:
         for choice in rule:
             if str(value).lower() == choice.lower(): return choice
         raise ConfigError(f"config key {path!r}: {shown} is not one of {', '.join(rule)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config key {path!r}: expected a number in {rule}, got {shown}")
     lo, hi = (float(x) for x in rule[1:-1].split(","))
     ok = (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
     if not ok: raise ConfigError(f"config key {path!r}: {shown} is out of range; expected a value in {rule}")
