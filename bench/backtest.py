@@ -169,7 +169,7 @@ def main():
         "bench": "backtest", "n_bars": len(bars), "data": how,
         "funding": f"{len(funding)} real BTCUSDT funding rates from 2024-06-01 on, one per 8h on the synthetic grid",
         "mark": "mark price = last price (no 1m mark-price klines are bundled)",
-        "strategy": f"SMA({fast}) vs SMA({slow}) on 1m closes, long/short 2x equity, stop-loss {stop:.0%}, decided at the close, filled at the next open",
+        "strategy": f"SMA({fast}) vs SMA({slow}) on 1m closes, long/short 2x equity, stop-loss {stop:.1%}, decided at the close, filled at the next open",
         "ours_models": "taker fees, fixed+volatility/size slippage, real funding on mark notional, isolated margin 50x with Binance brackets, mark-price liquidation, stop-loss inside the bar (worst case), 0.001 BTC steps, 100 USDT min notional",
         "vectorbt_models": "fees, fixed slippage, sl_stop; no funding, margin or liquidation",
         "backtesting_models": "commission, sl; no funding, margin or liquidation",

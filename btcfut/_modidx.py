@@ -120,6 +120,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'btcfut.cli.data_info_cmd': ('cli.html#data_info_cmd', 'btcfut/cli.py'),
                             'btcfut.cli.demo': ('cli.html#demo', 'btcfut/cli.py'),
                             'btcfut.cli.fakex': ('cli.html#fakex', 'btcfut/cli.py'),
+                            'btcfut.cli.info_notes': ('cli.html#info_notes', 'btcfut/cli.py'),
                             'btcfut.cli.main': ('cli.html#main', 'btcfut/cli.py'),
                             'btcfut.cli.main_options': ('cli.html#main_options', 'btcfut/cli.py'),
                             'btcfut.cli.one_line': ('cli.html#one_line', 'btcfut/cli.py'),
