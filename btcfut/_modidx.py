@@ -635,6 +635,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'btcfut/models/short.py'),
                                      'btcfut.models.short.SignalClass': ('models.short.html#signalclass', 'btcfut/models/short.py'),
                                      'btcfut.models.short._batched_logits': ('models.short.html#_batched_logits', 'btcfut/models/short.py'),
+                                     'btcfut.models.short._encoder_block': ('models.short.html#_encoder_block', 'btcfut/models/short.py'),
                                      'btcfut.models.short._fold_rows': ('models.short.html#_fold_rows', 'btcfut/models/short.py'),
                                      'btcfut.models.short._subsample': ('models.short.html#_subsample', 'btcfut/models/short.py'),
                                      'btcfut.models.short._torch': ('models.short.html#_torch', 'btcfut/models/short.py'),
