@@ -640,6 +640,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'btcfut.models.serve.save_baseline': ('models.serve.html#save_baseline', 'btcfut/models/serve.py'),
                                      'btcfut.models.serve.signal_from_proba': ( 'models.serve.html#signal_from_proba',
                                                                                 'btcfut/models/serve.py'),
+                                     'btcfut.models.serve.train_serving': ('models.serve.html#train_serving', 'btcfut/models/serve.py'),
                                      'btcfut.models.serve.window_values': ('models.serve.html#window_values', 'btcfut/models/serve.py')},
             'btcfut.models.short': { 'btcfut.models.short.Baseline': ('models.short.html#baseline', 'btcfut/models/short.py'),
                                      'btcfut.models.short.Baseline.predict_proba': ( 'models.short.html#baseline.predict_proba',
