@@ -12,7 +12,8 @@ from .core import Config, ConfigError, redact, setup_logging_from_config, setup_
 
 # %% auto #0
 __all__ = ['app', 'data_app', 'risk_app', 'State', 'main_options', 'show_config', 'version', 'demo', 'data_import', 'data_fetch',
-           'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main']
+           'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main', 'train_short_cmd',
+           'evaluate_short_cmd']
 
 # %% ../nbs/10_cli.ipynb #8d560112
 app = typer.Typer(help="btcfut: research-to-production workbench for Binance BTCUSDT perpetual futures.",
@@ -173,3 +174,52 @@ def fakex(ctx:typer.Context, host:str=typer.Option("127.0.0.1"), port:int=typer.
 def main():
     "Entry point of the `btcfut` console script."
     app()
+
+# %% ../nbs/10_cli.ipynb #6a43b64f
+def _subapp(name:str, # command group, e.g. "train"
+            help:str) -> typer.Typer:
+    "The command group `name` of `app`, created on first use."
+    for g in app.registered_groups:
+        if g.name == name: return g.typer_instance
+    t = typer.Typer(help=help, no_args_is_help=True); app.add_typer(t, name=name); return t
+
+# %% ../nbs/10_cli.ipynb #37fa1262
+def _load_1m(st, start:str, end:str):
+    from btcfut.data.store import load_sample, DataNotFoundError
+    try: s = load_sample("1m", start, end, root=st.data_dir)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as e: _fail(str(e))
+    if len(s.bars) == 0: _fail(f"no 1m bars in [{start}, {end})")
+    return s
+
+# %% ../nbs/10_cli.ipynb #265da4cd
+@_subapp("train", "Train models on the store's bars.").command("short")
+def train_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                    out:Path=typer.Option(Path("models"), help="directory that receives short/ and baseline/")):
+    "Train the short signal model and its baseline on 1m bars; print a JSON summary."
+    from btcfut.models.serve import train_serving
+    st = ctx.obj; s = _load_1m(st, start, end)
+    try: summary = train_serving(s.bars, s.funding, out, st.cfg)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    print(json.dumps(summary, indent=1, default=str))
+
+# %% ../nbs/10_cli.ipynb #dbda9dff
+@_subapp("evaluate", "Walk-forward evaluation of models beside their baselines.").command("short")
+def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                       json_file:Optional[Path]=typer.Option(None, "--json", help="write metrics and backtest here"),
+                       backtest:bool=typer.Option(True, "--backtest/--no-backtest", help="also backtest each signal after costs")):
+    "Walk-forward metrics of the short model and its baselines (and their signals' after-cost backtest)."
+    from btcfut.models.short import ShortParams, short_features, short_labels, short_data, short_folds, evaluate_short, backtest_signals
+    from btcfut.data.store import atomic_write
+    st = ctx.obj; s = _load_1m(st, start, end); p = ShortParams.from_config(st.cfg)
+    try:
+        data = short_data(short_features(s.bars, s.funding, cfg=st.cfg), short_labels(s.bars.close, p.horizon, p.k, p.vol_window), p)
+        ev = evaluate_short(data, short_folds(data, p), p)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    res = {"start": start, "end": end, "n_folds": int(ev.metrics.index.get_level_values("fold").nunique() - 1),
+           "overall": ev.metrics.xs("all").to_dict(orient="index"),
+           "per_fold": [{"fold": k, "model": m, **v} for (k, m), v in ev.metrics.drop(index="all").to_dict(orient="index").items()]}
+    if backtest:
+        bt = backtest_signals(ev, s.bars, s.funding, p, st.cfg)
+        res["backtest"] = [{"cost": c, "model": m, **v} for (c, m), v in bt.to_dict(orient="index").items()]
+    print(ev.metrics.xs("all").round(4).to_string())
+    if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
