@@ -11,9 +11,9 @@ import pandas as pd, typer
 from .core import Config, ConfigError, redact, setup_logging_from_config, setup_logging, to_utc
 
 # %% auto #0
-__all__ = ['app', 'data_app', 'risk_app', 'State', 'main_options', 'show_config', 'version', 'demo', 'data_import', 'data_fetch',
-           'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main', 'train_short_cmd',
-           'evaluate_short_cmd']
+__all__ = ['app', 'data_app', 'risk_app', 'train_app', 'evaluate_app', 'State', 'main_options', 'show_config', 'version', 'demo',
+           'data_import', 'data_fetch', 'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd']
 
 # %% ../nbs/10_cli.ipynb #8d560112
 app = typer.Typer(help="btcfut: research-to-production workbench for Binance BTCUSDT perpetual futures.",
@@ -175,13 +175,64 @@ def main():
     "Entry point of the `btcfut` console script."
     app()
 
-# %% ../nbs/10_cli.ipynb #6a43b64f
-def _subapp(name:str, # command group, e.g. "train"
-            help:str) -> typer.Typer:
-    "The command group `name` of `app`, created on first use."
-    for g in app.registered_groups:
-        if g.name == name: return g.typer_instance
-    t = typer.Typer(help=help, no_args_is_help=True); app.add_typer(t, name=name); return t
+# %% ../nbs/10_cli.ipynb #68e5a69a
+train_app = typer.Typer(help="Train models into model directories.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Score models out of sample against their baselines.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+def _long_data(st:State, end:str|None):
+    "Bars (all stored bars before `end`: features need their warm-up) and their features, for the long model."
+    from btcfut.data.store import load_sample, DataNotFoundError
+    from btcfut.features import build_features
+    from btcfut.models.long import LongConfig
+    lc = LongConfig.from_config(st.cfg)
+    try: s = load_sample(lc.interval, end=end or None, root=st.data_dir)
+    except DataNotFoundError as e: _fail(str(e))
+    if len(s.bars) < lc.lookback + 2 * lc.horizon: _fail(f"only {len(s.bars)} {lc.interval} bars before {end}; the long model needs more than {lc.lookback + 2 * lc.horizon}")
+    return lc, s, build_features(s.bars, s.funding, cfg=st.cfg)
+
+# %% ../nbs/10_cli.ipynb #2b096e9f
+@train_app.command("long")
+def train_long_cmd(ctx:typer.Context,
+                   start:str=typer.Option(..., help="first decision bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC: labels end before it"),
+                   out:Path=typer.Option(..., help="model directory to write")):
+    "Train the long-horizon forecaster on [start, end) and save it."
+    from btcfut.models.long import train_long
+    if to_utc(start) >= to_utc(end): _fail(f"--start {start} must be before --end {end}")
+    lc, s, feats = _long_data(ctx.obj, end)
+    try: m = train_long(feats, s.bars.close, lc, start, end, progress=True)
+    except ValueError as e: _fail(str(e))
+    m.save(out)
+    print(json.dumps(dict(model=str(out), params=m.n_params, features=len(m.columns), train_range=m.train_range, epochs=len(m.history),
+                          val_loss=min(h["val"] for h in m.history))))
+
+# %% ../nbs/10_cli.ipynb #a0cbeb5c
+@evaluate_app.command("long")
+def evaluate_long_cmd(ctx:typer.Context,
+                      models:Path=typer.Option(..., help="a saved model directory (or, with --walk-forward, where fold models go)"),
+                      start:str=typer.Option(..., help="first decision bar scored, UTC"), end:Optional[str]=typer.Option(None, help="end (exclusive), UTC"),
+                      json_out:Optional[Path]=typer.Option(None, "--json", help="write the metrics here"),
+                      walk_forward:bool=typer.Option(False, help="retrain per walk-forward fold instead of scoring one saved model"),
+                      max_folds:Optional[int]=typer.Option(None, help="with --walk-forward: only the first folds")):
+    "Out-of-sample scores of the long-horizon forecaster and its baselines (pinball, CRPS, coverage, PIT, DM test)."
+    from btcfut.models.long import LongForecaster, evaluate_long_model, walk_forward_long
+    from btcfut.models.registry import ModelLoadError
+    if end and to_utc(start) >= to_utc(end): _fail(f"--start {start} must be before --end {end}")
+    if not walk_forward:
+        try: m = LongForecaster.load(models)
+        except ModelLoadError as e: _fail(str(e))
+    lc, s, feats = _long_data(ctx.obj, end)
+    try:
+        if walk_forward:
+            from dataclasses import replace
+            ev = walk_forward_long(feats, s.bars.close, replace(lc, start=start), max_folds=max_folds, save_dir=models)
+        else: ev = evaluate_long_model(m, feats, s.bars.close, start, end)
+    except ValueError as e: _fail(str(e))
+    res = ev.to_dict()
+    if json_out: Path(json_out).write_text(json.dumps(res, indent=1, default=str))
+    overall = {r["model"]: {k: round(r[k], 5) for k in ("crps", "pinball", "cov10", "cov50", "cov90", "cov80")} for r in res["scores"] if r["fold"] == "all"}
+    print(json.dumps(dict(n=res["n"], overall=overall, vs_tft={k: {"mean_diff": v["mean_diff"], "p_value": v["p_value"]} for k, v in res["comparison"].items()})))
 
 # %% ../nbs/10_cli.ipynb #37fa1262
 def _load_1m(st, start:str, end:str):
@@ -192,7 +243,7 @@ def _load_1m(st, start:str, end:str):
     return s
 
 # %% ../nbs/10_cli.ipynb #265da4cd
-@_subapp("train", "Train models on the store's bars.").command("short")
+@train_app.command("short")
 def train_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
                     out:Path=typer.Option(Path("models"), help="directory that receives short/ and baseline/")):
     "Train the short signal model and its baseline on 1m bars; print a JSON summary."
@@ -203,7 +254,7 @@ def train_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first b
     print(json.dumps(summary, indent=1, default=str))
 
 # %% ../nbs/10_cli.ipynb #dbda9dff
-@_subapp("evaluate", "Walk-forward evaluation of models beside their baselines.").command("short")
+@evaluate_app.command("short")
 def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
                        json_file:Optional[Path]=typer.Option(None, "--json", help="write metrics and backtest here"),
                        backtest:bool=typer.Option(True, "--backtest/--no-backtest", help="also backtest each signal after costs")):

@@ -292,3 +292,54 @@ async def test_order_rate_limit(real_market_data):
         st, _ = await signed(fx, "GET", "/fapi/v1/openOrders", symbol="BTCUSDT") # any request before Retry-After
     assert [g[0] for g in got] == [200, 200, 200, 429] and got[3][1]["code"] == -1015
     assert st == 429 # within Retry-After, every request is refused (in-flight grace: no ban yet)
+
+
+# ---- an independent check: the fake's own copies of Binance's rules ------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _btcfut_imports(path: Path) -> set[str]:
+    "Absolute names of the btcfut modules a file of btcfut/fakex/ imports."
+    import ast
+    out = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.ImportFrom):
+            base = {0: "", 1: "btcfut.fakex.", 2: "btcfut."}[n.level]
+            out.add(base + (n.module or ""))
+        elif isinstance(n, ast.Import): out |= {a.name for a in n.names}
+    return {m for m in out if m.startswith("btcfut")}
+
+
+def test_fake_imports_neither_the_client_nor_the_engine():
+    files = sorted((ROOT / "btcfut" / "fakex").glob("*.py"))
+    assert {f.stem for f in files} >= {"__init__", "core", "faults", "market", "streams", "trading"}
+    for f in files:
+        bad = {m for m in _btcfut_imports(f) if not (m == "btcfut.core" or m.startswith(("btcfut.fakex", "btcfut.data.store")))}
+        assert not bad, f"{f.name} imports {bad}: the fake may use core and the store only"
+
+
+def test_request_weights_agree_with_the_clients_table():
+    "Two transcriptions of Binance's weight table: the client's (to budget) and the fake's (to meter)."
+    from btcfut.data.client import REQUEST_WEIGHTS, request_weight
+    from btcfut.fakex.core import ENDPOINTS
+    api = {(m, p): ep for (m, p), ep in ENDPOINTS.items() if p.startswith(("/fapi/", "/futures/data/"))}
+    assert {p for _, p in api} == set(REQUEST_WEIGHTS)
+    for (m, p), ep in api.items():
+        for params in ({}, {"limit": "5"}, {"limit": "99"}, {"limit": "100"}, {"limit": "499"}, {"limit": "500"},
+                       {"limit": "1000"}, {"limit": "1500"}, {"symbol": "BTCUSDT"}, {"limit": "x"}):
+            assert ep.weight_of(params) == request_weight(p, params), (m, p, params)
+
+
+def test_brackets_and_liquidation_agree_with_risk():
+    "Binance's bracket table and cross liquidation formula, kept apart in the fake and in btcfut.risk, give the same numbers."
+    from btcfut.risk import BTCUSDT_BRACKETS_2024_10, LeverageBrackets, liquidation_price
+    from btcfut.fakex.trading import BTCUSDT_LEVERAGE_BRACKETS, cross_liquidation_price, max_notional
+    assert BTCUSDT_LEVERAGE_BRACKETS == BTCUSDT_BRACKETS_2024_10["brackets"]
+    b = LeverageBrackets.from_response(BTCUSDT_BRACKETS_2024_10)
+    assert [max_notional(lev) for lev in range(1, 126)] == [float(b.max_notional(lev)) for lev in range(1, 126)]
+    rng = np.random.default_rng(7)
+    for _ in range(3000):
+        qty = float(np.round(rng.choice([-1, 1]) * 10 ** rng.uniform(-3, 4.2), 3)) or 0.001
+        entry, wallet = float(rng.uniform(3_000, 150_000)), float(10 ** rng.uniform(0, 8.5))
+        want = float(liquidation_price(1 if qty > 0 else -1, abs(qty), entry, wallet_balance=wallet, margin_type="cross"))
+        assert cross_liquidation_price(qty, entry, wallet) == pytest.approx(want, rel=1e-12, abs=1e-9), (qty, entry, wallet)
