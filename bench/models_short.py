@@ -28,6 +28,7 @@ from btcfut.data.store import load_sample
 from btcfut.models.short import (ShortParams, short_features, short_labels, short_data, short_folds, train_short,
                                  classification_metrics, evaluate_short, backtest_signals, reliability_plot)
 from btcfut.models.serve import ShortPredictor, quantize_short, onnx_short, model_bytes
+from btcfut.backtest import BacktestEngine
 
 def latency(pred:ShortPredictor, frame:pd.DataFrame, calls:int) -> dict:
     "p50, p99 (ms) of one-window `predict` calls, wall clock and this process's CPU time, on 200-row tails."
@@ -80,7 +81,7 @@ def main():
     if args.eval:
         t0 = time.perf_counter(); ev = evaluate_short(data, folds, P); res["eval_s"] = round(time.perf_counter() - t0, 1)
         overall = ev.metrics.xs("all").round(4); per_fold = ev.metrics.round(4)
-        bt = backtest_signals(ev, s.bars, s.funding, P).round(2)
+        bt = backtest_signals(ev, s.bars, s.funding, P, BacktestEngine).round(2)
         print(per_fold.to_string()); print(overall.to_string()); print(bt.to_string())
         res["eval_overall"] = overall.to_dict(orient="index")
         res["eval_per_fold"] = {f"{k}|{m}": v for (k, m), v in per_fold.to_dict(orient="index").items()}

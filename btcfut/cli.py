@@ -367,7 +367,8 @@ def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="firs
            "overall": ev.metrics.xs("all").to_dict(orient="index"),
            "per_fold": [{"fold": k, "model": m, **v} for (k, m), v in ev.metrics.drop(index="all").to_dict(orient="index").items()]}
     if backtest:
-        bt = backtest_signals(ev, s.bars, s.funding, p, st.cfg)
+        from btcfut.backtest import BacktestEngine
+        bt = backtest_signals(ev, s.bars, s.funding, p, BacktestEngine, st.cfg)
         res["backtest"] = [{"cost": c, "model": m, **v} for (c, m), v in bt.to_dict(orient="index").items()]
     print(ev.metrics.xs("all").round(4).to_string())
     if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
