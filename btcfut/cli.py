@@ -334,7 +334,7 @@ def evaluate_long_cmd(ctx:typer.Context,
 # %% ../nbs/10_cli.ipynb #37fa1262
 def _load_1m(st, start:str, end:str):
     from btcfut.data.store import load_sample, DataNotFoundError
-    try: s = load_sample("1m", start, end, root=st.data_dir)
+    try: s = load_sample("1m", start, end, root=st.data_root)
     except (DataNotFoundError, FileNotFoundError, ValueError) as e: _fail(str(e))
     if len(s.bars) == 0: _fail(f"no 1m bars in [{start}, {end})")
     return s
