@@ -12,10 +12,11 @@ from typer.core import TyperGroup
 from .core import Config, ConfigError, audit, log_level, parse_side, redact, setup_logging_from_config, to_utc
 
 # %% auto #0
-__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'CliError', 'one_line',
-           'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options', 'show_config', 'version', 'parse_time_option',
-           'parse_time_range', 'demo', 'data_import', 'data_fetch', 'data_download', 'info_notes', 'data_info_cmd',
-           'risk_brackets', 'risk_liq', 'fakex', 'main']
+__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'train_app',
+           'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
+           'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
+           'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -288,3 +289,104 @@ def fakex(ctx:typer.Context, host:str=typer.Option("127.0.0.1"), port:int=typer.
 def main():
     "Entry point of the `btcfut` console script."
     app()
+
+# %% ../nbs/10_cli.ipynb #68e5a69a
+train_app = typer.Typer(help="Train models into model directories.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Score models out of sample against their baselines.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+def _long_data(st:State, end:str|None):
+    "Bars (all stored bars before `end`: features need their warm-up) and their features, for the long model."
+    from btcfut.data.store import load_sample, DataNotFoundError
+    from btcfut.features import build_features
+    from btcfut.models.long import LongConfig
+    lc = LongConfig.from_config(st.cfg)
+    try: s = load_sample(lc.interval, end=end or None, root=st.data_dir)
+    except DataNotFoundError as e: _fail(str(e))
+    if len(s.bars) < lc.lookback + 2 * lc.horizon: _fail(f"only {len(s.bars)} {lc.interval} bars before {end}; the long model needs more than {lc.lookback + 2 * lc.horizon}")
+    return lc, s, build_features(s.bars, s.funding, cfg=st.cfg)
+
+# %% ../nbs/10_cli.ipynb #2b096e9f
+@train_app.command("long")
+def train_long_cmd(ctx:typer.Context,
+                   start:str=typer.Option(..., help="first decision bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC: labels end before it"),
+                   out:Path=typer.Option(..., help="model directory to write")):
+    "Train the long-horizon forecaster on [start, end) and save it."
+    from btcfut.models.long import train_long
+    if to_utc(start) >= to_utc(end): _fail(f"--start {start} must be before --end {end}")
+    lc, s, feats = _long_data(ctx.obj, end)
+    try: m = train_long(feats, s.bars.close, lc, start, end, progress=True)
+    except ValueError as e: _fail(str(e))
+    m.save(out)
+    print(json.dumps(dict(model=str(out), params=m.n_params, features=len(m.columns), train_range=m.train_range, epochs=len(m.history),
+                          val_loss=min(h["val"] for h in m.history))))
+
+# %% ../nbs/10_cli.ipynb #a0cbeb5c
+@evaluate_app.command("long")
+def evaluate_long_cmd(ctx:typer.Context,
+                      models:Path=typer.Option(..., help="a saved model directory (or, with --walk-forward, where fold models go)"),
+                      start:str=typer.Option(..., help="first decision bar scored, UTC"), end:Optional[str]=typer.Option(None, help="end (exclusive), UTC"),
+                      json_out:Optional[Path]=typer.Option(None, "--json", help="write the metrics here"),
+                      walk_forward:bool=typer.Option(False, help="retrain per walk-forward fold instead of scoring one saved model"),
+                      max_folds:Optional[int]=typer.Option(None, help="with --walk-forward: only the first folds")):
+    "Out-of-sample scores of the long-horizon forecaster and its baselines (pinball, CRPS, coverage, PIT, DM test)."
+    from btcfut.models.long import LongForecaster, evaluate_long_model, walk_forward_long
+    from btcfut.models.registry import ModelLoadError
+    if end and to_utc(start) >= to_utc(end): _fail(f"--start {start} must be before --end {end}")
+    if not walk_forward:
+        try: m = LongForecaster.load(models)
+        except ModelLoadError as e: _fail(str(e))
+    lc, s, feats = _long_data(ctx.obj, end)
+    try:
+        if walk_forward:
+            from dataclasses import replace
+            ev = walk_forward_long(feats, s.bars.close, replace(lc, start=start), max_folds=max_folds, save_dir=models)
+        else: ev = evaluate_long_model(m, feats, s.bars.close, start, end)
+    except ValueError as e: _fail(str(e))
+    res = ev.to_dict()
+    if json_out: Path(json_out).write_text(json.dumps(res, indent=1, default=str))
+    overall = {r["model"]: {k: round(r[k], 5) for k in ("crps", "pinball", "cov10", "cov50", "cov90", "cov80")} for r in res["scores"] if r["fold"] == "all"}
+    print(json.dumps(dict(n=res["n"], overall=overall, vs_tft={k: {"mean_diff": v["mean_diff"], "p_value": v["p_value"]} for k, v in res["comparison"].items()})))
+
+# %% ../nbs/10_cli.ipynb #37fa1262
+def _load_1m(st, start:str, end:str):
+    from btcfut.data.store import load_sample, DataNotFoundError
+    try: s = load_sample("1m", start, end, root=st.data_root)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as e: _fail(str(e))
+    if len(s.bars) == 0: _fail(f"no 1m bars in [{start}, {end})")
+    return s
+
+# %% ../nbs/10_cli.ipynb #265da4cd
+@train_app.command("short")
+def train_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                    out:Path=typer.Option(Path("models"), help="directory that receives short/ and baseline/")):
+    "Train the short signal model and its baseline on 1m bars; print a JSON summary."
+    from btcfut.models.serve import train_serving
+    st = ctx.obj; s = _load_1m(st, start, end)
+    try: summary = train_serving(s.bars, s.funding, out, st.cfg)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    print(json.dumps(summary, indent=1, default=str))
+
+# %% ../nbs/10_cli.ipynb #dbda9dff
+@evaluate_app.command("short")
+def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                       json_file:Optional[Path]=typer.Option(None, "--json", help="write metrics and backtest here"),
+                       backtest:bool=typer.Option(True, "--backtest/--no-backtest", help="also backtest each signal after costs")):
+    "Walk-forward metrics of the short model and its baselines (and their signals' after-cost backtest)."
+    from btcfut.models.short import ShortParams, short_features, short_labels, short_data, short_folds, evaluate_short, backtest_signals
+    from btcfut.data.store import atomic_write
+    st = ctx.obj; s = _load_1m(st, start, end); p = ShortParams.from_config(st.cfg)
+    try:
+        data = short_data(short_features(s.bars, s.funding, cfg=st.cfg), short_labels(s.bars.close, p.horizon, p.k, p.vol_window), p)
+        ev = evaluate_short(data, short_folds(data, p), p)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    res = {"start": start, "end": end, "n_folds": int(ev.metrics.index.get_level_values("fold").nunique() - 1),
+           "overall": ev.metrics.xs("all").to_dict(orient="index"),
+           "per_fold": [{"fold": k, "model": m, **v} for (k, m), v in ev.metrics.drop(index="all").to_dict(orient="index").items()]}
+    if backtest:
+        from btcfut.backtest import BacktestEngine
+        bt = backtest_signals(ev, s.bars, s.funding, p, BacktestEngine, st.cfg)
+        res["backtest"] = [{"cost": c, "model": m, **v} for (c, m), v in bt.to_dict(orient="index").items()]
+    print(ev.metrics.xs("all").round(4).to_string())
+    if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
