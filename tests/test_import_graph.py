@@ -25,6 +25,7 @@ LAYERS = [
     ["btcfut.sizing"],
     ["btcfut.backtest", "btcfut.backtest_kernels"],
     ["btcfut.metrics"],
+    ["btcfut.signals"],
     ["btcfut.research"],
     ["btcfut.execution", "btcfut.execution.*"],
     ["btcfut.monitoring", "btcfut.monitoring.*"],
