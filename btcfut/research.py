@@ -16,9 +16,10 @@ from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metr
                             sharpe_ratio)
 
 # %% auto #0
-__all__ = ['ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog', 'apply_risk', 'strategy_target',
-           'decisions_only', 'ResearchSettings', 'research_frame', 'buy_and_hold_target', 'ResearchResult',
-           'run_research', 'run_demo']
+__all__ = ['FEATURE_SET_FILE', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog', 'apply_risk',
+           'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame', 'buy_and_hold_target',
+           'ResearchResult', 'run_research', 'run_demo', 'ModelSettings', 'feature_columns', 'fold_key',
+           'check_cache_dir', 'run_model_research']
 
 # %% ../nbs/06a_research.ipynb #b7f30c19
 _log = get_logger(__name__)
@@ -349,3 +350,133 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
                 f"({t['halted_bars']:,} bars halted)" if res.settings.risk_limits else "risk halts: off (research.risk_limits)")
         c.print(f"report: {res.report}  ({res.timings['wall_s']:.1f}s)")
     return res
+
+# %% ../nbs/06a_research.ipynb #ca3d5483
+@dataclass
+class ModelSettings:
+    "The model strategy's walk-forward settings (small CPU configurations by default)."
+    train:str="365D" # training window (longer than the model's lookback + 2 × horizon)
+    test:str="90D" # test window
+    purge:str="24h" # gap between training and test (a fold's labels end inside its training rows)
+    first_test:str|None="2021-01-01" # first test bar; None: as early as `train` allows
+    decide_every:int=24 # bars between decisions on the test window
+    long:dict=field(default_factory=lambda: dict(max_epochs=4, patience=1)) # overrides of `models.long`
+    n_trials:int=1 # model configurations compared on this data before (deflated Sharpe)
+
+    @classmethod
+    def from_config(cls, cfg:Config, **overrides) -> "ModelSettings":
+        "Defaults, then `research.models` of `cfg` when present, then `overrides`."
+        d = (cfg.get("research.models") or Config({})).to_dict()
+        d.update(overrides)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown: raise ValueError(f"unknown research.models settings: {sorted(unknown)}")
+        return cls(**d)
+
+    def long_config(self, cfg:Config):
+        "`models.long` with this strategy's overrides."
+        from btcfut.models.long import LongConfig
+        return LongConfig.from_config(cfg, **self.long)
+
+# %% ../nbs/06a_research.ipynb #0a11b18f
+def feature_columns(frame:pd.DataFrame) -> list[str]:
+    "The feature columns of a research frame (not the bars, not the mark prices)."
+    bars = {"open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"}
+    return [c for c in frame.columns if c not in bars and not c.startswith("mark_")]
+
+def fold_key(train:pd.DataFrame, # the fold's training rows
+             columns:list[str], # feature columns offered to the model
+             lc, # LongConfig
+            ) -> str:
+    "Content hash of a fold's training data, its feature columns and the model settings."
+    import hashlib, json
+    from dataclasses import asdict
+    h = hashlib.sha256(json.dumps({"lc": asdict(lc), "columns": columns}, sort_keys=True, default=str).encode())
+    h.update(pd.util.hash_pandas_object(train[columns + ["close"]], index=True).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/06a_research.ipynb #cbcdc07d
+FEATURE_SET_FILE = "feature_set.json"
+
+def check_cache_dir(cache_dir:Path, columns:list[str], interval:str) -> None:
+    "Refuse a model cache written for another feature set; mark a new one with this feature set."
+    import json
+    from btcfut.models.registry import FeatureMismatchError
+    f = Path(cache_dir)/FEATURE_SET_FILE
+    want = {"interval": interval, "columns": list(columns)}
+    if f.exists():
+        have = json.loads(f.read_text())
+        if have != want:
+            extra, miss = sorted(set(have.get("columns", [])) - set(columns)), sorted(set(columns) - set(have.get("columns", [])))
+            raise FeatureMismatchError(f"models directory {str(cache_dir)!r} was written for another feature set "
+                                       f"({have.get('interval')} bars; columns it has and this run lacks: {extra[:5]}, "
+                                       f"columns this run has and it lacks: {miss[:5]}); use another directory")
+        return
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp"); tmp.write_text(json.dumps(want)); tmp.replace(f)
+
+# %% ../nbs/06a_research.ipynb #8a69c3b3
+def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict):
+    "The walk-forward hooks of the model strategy: `retrain` trains (or reads) a fold's forecaster, `signal` trades its forecasts."
+    from btcfut.models.long import LongForecaster, train_long
+    from btcfut.models.data import WindowDataset, valid_window_ends
+    from btcfut.signals import long_targets, time_entries
+    cols = feature_columns(frame)
+    def retrain(fold, train):
+        path = None if cache_dir is None else Path(cache_dir)/fold_key(train, cols, lc)
+        if path is not None and path.is_dir():
+            counts["cached"] = counts.get("cached", 0) + 1
+            return LongForecaster.load(path)
+        m = train_long(train[cols], train["close"], lc)
+        counts["trained"] = counts.get("trained", 0) + 1
+        if path is not None: m.save(path, fold=fold.k)
+        return m
+    def signal(model, hist, fold):
+        rows = np.arange(fold.test_start, fold.test_stop)[::ms.decide_every]
+        ok = valid_window_ends(hist[model.columns].to_numpy(float), model.lc.lookback)
+        rows = rows[ok[rows]]
+        want = pd.Series(0.0, index=hist.index[fold.test_start:fold.test_start + 1])
+        if len(rows):
+            ds = WindowDataset(hist[model.columns], pd.Series(np.nan, hist.index), model.columns, model.lc.lookback)
+            want = pd.concat([want, long_targets(model.predict(ds, rows).moments(), ss)])
+            want = want[~want.index.duplicated(keep="last")]
+        tgt = time_entries(want, hist.index[fold.test_start:], ss)
+        checked = apply_risk(tgt, hist.iloc[fold.test_start:], risk, equity, log)
+        full = pd.concat([pd.Series(0.0, hist.index[:fold.test_start]), checked]).rename("target")
+        return decisions_only(full, first=fold.test_start)
+    return retrain, signal
+
+# %% ../nbs/06a_research.ipynb #0800d331
+def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, funding)
+                       cfg:Config|None=None,
+                       ms:ModelSettings|None=None, # default: `ModelSettings.from_config(cfg)`
+                       cache_dir:str|Path|None="models/backtest", # per-fold model cache (None: retrain every run)
+                       progress:bool=True,
+                      ) -> ResearchResult:
+    "Walk-forward of the model strategy: retrain the long forecaster per fold, trade its OOS forecasts, risk-checked, with metrics."
+    from btcfut.backtest import BacktestEngine
+    from btcfut.sizing import RiskManager
+    from btcfut.signals import SignalSettings
+    cfg = cfg or Config.load(); ms = ms or ModelSettings.from_config(cfg)
+    st, lc, ss = ResearchSettings.from_config(cfg), ms.long_config(cfg), SignalSettings.from_config(cfg)
+    if lc.interval != st.interval: raise ValueError(f"models.long.interval {lc.interval} differs from research.interval {st.interval}")
+    timings, t0 = {}, time.perf_counter()
+    frame = research_frame(sample, cfg, st)
+    if cache_dir is not None: check_cache_dir(cache_dir, feature_columns(frame), st.interval)
+    timings["features_s"] = time.perf_counter() - t0
+    off = dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
+    engine = BacktestEngine(cfg, leverage=st.margin_leverage, **off)
+    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **(dict(risk_limits=True) if st.risk_limits else off))
+    rlog, counts = RiskLog(), {}
+    retrain, signal = _model_hooks(frame, ms, lc, ss, RiskManager(cfg), st.equity, cache_dir, rlog, counts)
+    run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=sample.funding)
+    folds = walk_forward_folds(frame.index, ms.train, ms.test, ms.purge, 0, False, label_horizon=1, start=ms.first_test)
+    t1 = time.perf_counter()
+    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress)
+    timings["walk_forward_s"] = time.perf_counter() - t1
+    baseline = run(engine, buy_and_hold_target(wf.target.index, folds))
+    unmanaged = run(engine, wf.target) if st.risk_limits else None
+    from dataclasses import replace
+    mst = replace(st, rule_variants_tried=ms.n_trials)
+    m = _research_metrics(wf, baseline, unmanaged, cfg, mst)
+    timings.update(models=dict(counts), total_s=time.perf_counter() - t0)
+    return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, mst, None, timings)
