@@ -16,10 +16,10 @@ from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metr
                             sharpe_ratio)
 
 # %% auto #0
-__all__ = ['FEATURE_SET_FILE', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog', 'apply_risk',
-           'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame', 'buy_and_hold_target',
-           'ResearchResult', 'run_research', 'run_demo', 'ModelSettings', 'feature_columns', 'fold_key',
-           'check_cache_dir', 'run_model_research']
+__all__ = ['FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog',
+           'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
+           'buy_and_hold_target', 'ResearchResult', 'run_research', 'run_demo', 'ModelSettings', 'feature_columns',
+           'fold_key', 'check_cache_dir', 'run_model_research', 'backtest_summary', 'run_backtest']
 
 # %% ../nbs/06a_research.ipynb #b7f30c19
 _log = get_logger(__name__)
@@ -480,3 +480,65 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
     m = _research_metrics(wf, baseline, unmanaged, cfg, mst)
     timings.update(models=dict(counts), total_s=time.perf_counter() - t0)
     return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, mst, None, timings)
+
+# %% ../nbs/06a_research.ipynb #0cc82c34
+STRATEGIES = ("rules", "models")
+
+def _check_range(sample, start:pd.Timestamp, end:pd.Timestamp, interval:str) -> None:
+    "Refuse an empty range or one that reaches outside the stored bars."
+    b = sample.bars
+    if not len(b): raise ValueError(f"no {interval} bars in [{start}, {end}): the range is outside the store or falls in a gap")
+    first, stop = b.index[0], b.index[-1] + pd.Timedelta(milliseconds=interval_ms(interval))
+    if start < first - pd.Timedelta(milliseconds=interval_ms(interval)) or end > stop:
+        raise ValueError(f"range [{start}, {end}) reaches outside the store's {interval} bars [{first}, {stop})")
+
+# %% ../nbs/06a_research.ipynb #eef37525
+def _jsonable(v):
+    if isinstance(v, (pd.Timestamp,)): return v.isoformat()
+    if isinstance(v, (np.floating, float)): return None if not math.isfinite(float(v)) else float(v)
+    if isinstance(v, np.integer): return int(v)
+    return v
+
+def backtest_summary(res:ResearchResult, strategy:str, start, end) -> dict:
+    "JSON-ready summary of a run: the range, folds, every metric of every column (all out of sample), risk log, timings."
+    wf = res.walk_forward
+    return {"strategy": strategy, "start": str(start), "end": str(end), "folds": len(wf.folds),
+            "out_of_sample": {"start": str(wf.target.index[0]), "end": str(wf.target.index[-1])},
+            "metrics": {c: {k: _jsonable(v) for k, v in res.metrics[c].items()} for c in res.metrics.columns},
+            "risk_checks": {"approved": res.risk_log.approved, "reduced": res.risk_log.reduced, "rejected": res.risk_log.rejected,
+                            "binding": dict(res.risk_log.reasons)},
+            "timings": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.timings.items()}}
+
+# %% ../nbs/06a_research.ipynb #a5979d78
+def run_backtest(strategy:str, # "rules" or "models"
+                 start, end, # the range of the store, UTC (end exclusive)
+                 cfg:Config|None=None,
+                 data_dir:str|Path|None=None, # store root (default: the bundled data)
+                 models_dir:str|Path|None="models/backtest", # the model strategy's per-fold cache (None: no cache)
+                 train:str|None=None, test:str|None=None, # walk-forward windows (default: `research:` / `ModelSettings`)
+                 report:str|Path|None=None, # HTML report path (None: no report)
+                 progress:bool=False,
+                ) -> ResearchResult:
+    "One strategy, walk-forward out of sample over `[start, end)` of the store, with metrics (and a report)."
+    from btcfut.data.store import load_sample
+    if strategy not in STRATEGIES: raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    start, end = (t.tz_localize("UTC") if t.tzinfo is None else t for t in (start, end))
+    if start >= end: raise ValueError(f"empty range: start {start} is not before end {end}")
+    cfg = cfg or Config.load()
+    d = cfg.to_dict(); d["research"].update(start=str(start), end=str(end))
+    if strategy == "rules": d["research"].update({k: v for k, v in (("train", train), ("test", test)) if v})
+    cfg = Config(d)
+    st = ResearchSettings.from_config(cfg)
+    sample = load_sample(st.interval, start=start, end=end, root=data_dir)
+    _check_range(sample, start, end, st.interval)
+    if strategy == "rules": res = run_research(sample, cfg, progress=progress)
+    else:
+        ms = ModelSettings.from_config(cfg, first_test=None, **{k: v for k, v in (("train", train), ("test", test)) if v})
+        res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress)
+    if report is not None:
+        others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
+        res.report = write_report(res.result, report, f"btcfut backtest: {strategy} strategy, {start:%Y-%m-%d} → {end:%Y-%m-%d}, "
+                                  f"{len(res.walk_forward.folds)} walk-forward folds", baseline=res.baseline,
+                                  walk_forward=res.walk_forward, metrics=res.metrics, others=others, max_points=st.report_max_points)
+    return res
