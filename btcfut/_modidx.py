@@ -116,6 +116,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'btcfut.cli._fail': ('cli.html#_fail', 'btcfut/cli.py'),
                             'btcfut.cli._load_1m': ('cli.html#_load_1m', 'btcfut/cli.py'),
                             'btcfut.cli._long_data': ('cli.html#_long_data', 'btcfut/cli.py'),
+                            'btcfut.cli.backtest_cmd': ('cli.html#backtest_cmd', 'btcfut/cli.py'),
                             'btcfut.cli.data_download': ('cli.html#data_download', 'btcfut/cli.py'),
                             'btcfut.cli.data_fetch': ('cli.html#data_fetch', 'btcfut/cli.py'),
                             'btcfut.cli.data_import': ('cli.html#data_import', 'btcfut/cli.py'),

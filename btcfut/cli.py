@@ -16,7 +16,7 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
-           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd']
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'backtest_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -390,3 +390,27 @@ def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="firs
         res["backtest"] = [{"cost": c, "model": m, **v} for (c, m), v in bt.to_dict(orient="index").items()]
     print(ev.metrics.xs("all").round(4).to_string())
     if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
+
+# %% ../nbs/10_cli.ipynb #5914f5d3
+@app.command("backtest")
+def backtest_cmd(ctx:typer.Context,
+                 strategy:str=typer.Option("rules", help="rules (EMA trend, swept per fold) or models (long forecaster retrained per fold)"),
+                 start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                 report:Optional[Path]=typer.Option(None, help="write the HTML report here"),
+                 json_file:Optional[Path]=typer.Option(None, "--json", help="write the metrics (all out of sample) as JSON here"),
+                 models:Path=typer.Option(Path("models/backtest"), help="the model strategy's per-fold model cache"),
+                 train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
+                 test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D")):
+    "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
+    from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
+    from btcfut.data.store import DataNotFoundError, atomic_write
+    if strategy not in STRATEGIES: _fail(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    s, e = parse_time_range(start, end)
+    st = ctx.obj
+    if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
+    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True)
+    except DataNotFoundError as ex: _fail(f"the store at {st.data_root} lacks data the backtest needs: {ex}")
+    print_metrics(res.metrics, title=f"{strategy}: out-of-sample metrics (walk-forward, {len(res.walk_forward.folds)} folds)")
+    summary = backtest_summary(res, strategy, s, e)
+    if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(summary, indent=1).encode()))
+    if res.report: print(f"report: {res.report}")
