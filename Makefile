@@ -37,8 +37,15 @@ sysdeps:
 demo: venv
 	$(VENV)/bin/btcfut demo
 
+# `make test TESTS=tests/test_x.py` runs a subset. Every run gets fresh, empty numba and IPython caches (removed
+# afterwards): numba keys a cached function by its own source only, so an unchanged caller's cached machine code keeps
+# running the old version of an edited helper (also across modules); notebook cells cache under
+# $$XDG_CACHE_HOME/ipython, which NUMBA_CACHE_DIR does not redirect. The tests must test the code as written.
+TESTS ?= tests
 test: venv
-	$(VENV)/bin/pytest -q tests
+	@cache=$$(mktemp -d "$${TMPDIR:-/tmp}/btcfut-test-cache.XXXXXX"); trap 'rm -rf "$$cache"' EXIT; \
+	echo "==> fresh numba/IPython caches in $$cache"; \
+	NUMBA_CACHE_DIR="$$cache/numba" XDG_CACHE_HOME="$$cache/xdg" $(VENV)/bin/pytest -q $(TESTS)
 
 docs: venv
 	$(PY) tools/build_docs.py --execute

@@ -4,54 +4,136 @@
 
 # %% ../nbs/10_cli.ipynb #a5a80803
 from __future__ import annotations
-import json, os, sys
+import errno, json, re, sys, time, traceback
 from pathlib import Path
 from typing import Optional
 import pandas as pd, typer
-from .core import Config, ConfigError, redact, setup_logging_from_config, setup_logging, to_utc
+from typer.core import TyperGroup
+from .core import Config, ConfigError, audit, log_level, parse_side, redact, setup_logging_from_config, to_utc
 
 # %% auto #0
-__all__ = ['app', 'data_app', 'risk_app', 'train_app', 'evaluate_app', 'State', 'main_options', 'show_config', 'version', 'demo',
-           'data_import', 'data_fetch', 'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
-           'train_long_cmd', 'evaluate_long_cmd']
+__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'train_app',
+           'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
+           'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
+           'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main', 'train_long_cmd',
+           'evaluate_long_cmd']
+
+# %% ../nbs/10_cli.ipynb #b33098d1
+EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
+EXIT_BUG = 1       # an unexpected exception
+EXIT_INTERRUPTED = 130 # Ctrl-C (128 + SIGINT), as shells report it
+
+class CliError(Exception):
+    "A problem with the command's input; `btcfut` prints the message on one line and exits with `EXIT_BAD_INPUT`."
+
+USER_ERRORS = (CliError, ConfigError, ValueError, LookupError, OSError)
+
+def one_line(e:BaseException) -> str:
+    "The exception's message on one line, secrets redacted."
+    msg = str(e) if isinstance(e, USER_ERRORS) and str(e) else f"{type(e).__name__}: {e}"
+    # a ConfigError never holds a secret's value, but names secret keys ('exchange.api_secret': expected str)
+    return redact("; ".join(s.strip() for s in msg.splitlines() if s.strip()), pairs=not isinstance(e, ConfigError))
+
+# %% ../nbs/10_cli.ipynb #2f7e39b8
+class BtcfutGroup(TyperGroup):
+    "The top command group: an exception from a command becomes one line on stderr, an exit code and an audit record."
+    def make_context(self, info_name, args, parent=None, **extra):
+        argv = list(args)
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["btcfut.argv"], ctx.meta["btcfut.t0"] = argv, time.perf_counter()
+        return ctx
+
+    def invoke(self, ctx):
+        code, err = 0, None
+        try: return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException) as e: code = getattr(e, "exit_code", 1); raise
+        except KeyboardInterrupt: code = EXIT_INTERRUPTED; raise
+        except Exception as e:
+            code, err = (EXIT_BAD_INPUT if isinstance(e, USER_ERRORS) else EXIT_BUG), one_line(e)
+            if ctx.meta.get("btcfut.debug"): typer.echo(redact(traceback.format_exc()), err=True)
+            hint = "" if code == EXIT_BAD_INPUT or ctx.meta.get("btcfut.debug") else " (--log-level DEBUG shows the traceback)"
+            typer.secho(f"error: {err}{hint}", err=True, fg="red")
+            raise typer.Exit(code) from None
+        finally:
+            if ctx.meta.get("btcfut.logging"):
+                audit("command finished", argv=ctx.meta["btcfut.argv"], exit_code=code, error=err,
+                      seconds=round(time.perf_counter() - ctx.meta["btcfut.t0"], 3))
 
 # %% ../nbs/10_cli.ipynb #8d560112
-app = typer.Typer(help="btcfut: research-to-production workbench for Binance BTCUSDT perpetual futures.",
+app = typer.Typer(help="btcfut: research-to-production workbench for Binance BTCUSDT perpetual futures.", cls=BtcfutGroup,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Import, fetch and inspect market data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+# %% ../nbs/10_cli.ipynb #90bf8dd5
+def resolve_cli_config(config:Path|None=None, # user YAML merged over the defaults (`--config`)
+                       data_dir:Path|None=None, # store root (`--data-dir`); relative to the current directory
+                      ) -> Config:
+    "The validated configuration with `data.root` an absolute path: `--data-dir` > `$BTCFUT_DATA_DIR` > `data.root`."
+    from btcfut.data.store import resolve_data_root
+    cfg = Config.load(config)
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        root = root if root.is_absolute() else Path.cwd()/root
+        if root.exists() and not root.is_dir(): raise CliError(f"--data-dir {root} is not a directory")
+    else: root = resolve_data_root(None, cfg)
+    d = cfg.to_dict(); d["data"]["root"] = str(root)
+    return Config(d)
+
 # %% ../nbs/10_cli.ipynb #aa734672
 class State:
-    "What the global options decided: the config and the data directory override."
-    def __init__(self, cfg:Config, data_dir:Path|None): self.cfg, self.data_dir = cfg, data_dir
+    "What the global options decided: the resolved config and store root."
+    def __init__(self, cfg:Config): self.cfg, self.data_root = cfg, Path(cfg.data.root)
 
-def _fail(msg:str, code:int=2):
-    "Print a clear error and exit."
-    typer.secho(f"error: {msg}", err=True, fg="red")
-    raise typer.Exit(code)
+def _fail(msg:str):
+    "Stop the command: one line on stderr, exit code 2."
+    raise CliError(msg)
 
 @app.callback()
 def main_options(ctx:typer.Context,
         config:Optional[Path]=typer.Option(None, "--config", "-c", help="user config YAML merged over config/default.yaml"),
         data_dir:Optional[Path]=typer.Option(None, "--data-dir", help="store root (overrides $BTCFUT_DATA_DIR and data.root)"),
-        log_level:str=typer.Option("WARNING", "--log-level", help="console log level")):
-    "Load and validate the configuration once for every command."
-    try: cfg = Config.load(config, overrides={"data.root": str(data_dir)} if data_dir else None)
-    except ConfigError as e: _fail(str(e))
-    setup_logging(log_level)
-    ctx.obj = State(cfg, data_dir)
+        level:str=typer.Option("WARNING", "--log-level", help="console log level: DEBUG, INFO, WARNING, ERROR or CRITICAL")):
+    "Load and validate the configuration once for every command; log to the files it names."
+    ctx.meta["btcfut.debug"] = str(level).upper() == "DEBUG"
+    try: console_level = log_level(level)
+    except ValueError as e: _fail(f"--log-level: {e}")
+    cfg = resolve_cli_config(config, data_dir)
+    try: setup_logging_from_config(cfg, console_level=console_level)
+    except OSError as e: _fail(f"cannot write the log files to logging.dir {cfg.logging.dir!r}: {e.strerror or e}")
+    ctx.meta["btcfut.logging"] = True
+    audit("command started", argv=ctx.meta.get("btcfut.argv"), config=str(config) if config else None, data_root=cfg.data.root)
+    ctx.obj = State(cfg)
 
 # %% ../nbs/10_cli.ipynb #ce9330e5
 @app.command("config")
 def show_config(ctx:typer.Context):
     "Print the effective configuration as JSON (secrets redacted)."
-    print(redact(json.dumps(ctx.obj.cfg.to_dict(), indent=2, default=str)))
+    print(redact(json.dumps(ctx.obj.cfg.to_dict(masked=True), indent=2, default=str)))
 
 @app.command()
 def version():
     "Print the installed btcfut version."
     import btcfut; print(btcfut.__version__)
+
+# %% ../nbs/10_cli.ipynb #d89734f8
+def parse_time_option(option:str, # the option's name, for the message (`--start`)
+                      value:str|None, # what the user typed
+                     ) -> pd.Timestamp|None:
+    "A UTC `Timestamp` from a date, a date-time or epoch milliseconds; a `CliError` naming `option` otherwise."
+    if value is None: return None
+    text = str(value).strip()
+    if re.fullmatch(r"\d{11,}", text): return to_utc(int(text))
+    if re.fullmatch(r"\d{9,10}", text): _fail(f"{option} {text}: epoch seconds? give epoch milliseconds (13 digits) or a date")
+    try: return to_utc(text)
+    except (ValueError, TypeError, OverflowError): pass
+    _fail(f"{option} {value!r} is not a time; expected a UTC date or date-time (2024-01-01, 2024-01-01T08:00) or epoch milliseconds")
+
+def parse_time_range(start:str, end:str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    "`--start` and `--end` parsed, `start` before `end`."
+    s, e = parse_time_option("--start", start), parse_time_option("--end", end)
+    if s >= e: _fail(f"--start {s} is not before --end {e}")
+    return s, e
 
 # %% ../nbs/10_cli.ipynb #48c9720d
 @app.command()
@@ -59,8 +141,11 @@ def demo(ctx:typer.Context,
          out:Path=typer.Option(Path("reports/demo.html"), help="where the HTML report goes")):
     "Run the research pipeline on the bundled data: features → walk-forward → backtest → report + metrics table."
     from btcfut.research import run_demo
+    from btcfut.data.store import DataNotFoundError
     st = ctx.obj
-    run_demo(cfg=st.cfg, out=out, data_dir=st.data_dir)
+    if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
+    try: run_demo(cfg=st.cfg, out=out, data_dir=st.data_root)
+    except DataNotFoundError as e: _fail(f"the store at {st.data_root} lacks data the demo needs: {e}")
 
 # %% ../nbs/10_cli.ipynb #1997b604
 @data_app.command("import")
@@ -68,26 +153,30 @@ def data_import(ctx:typer.Context,
                 path:Path=typer.Argument(..., help="an archive zip or a directory of zips (archive layout)"),
                 manifest:bool=typer.Option(False, help="also write MANIFEST.md and SHA256SUMS (as for the bundled store)"),
                 require_checksum:bool=typer.Option(False, help="refuse zips without a .CHECKSUM beside them")):
-    "Import Binance public-archive files into the store."
-    from btcfut.data.archive import ArchiveError
-    from btcfut.data.store import import_path
+    "Import Binance public-archive files into the store (`data.on_conflict` settles rows that differ)."
+    from btcfut.data.store import DataManager, import_path
+    st = ctx.obj
     if not path.exists(): _fail(f"no such file or directory: {path}")
-    try: rep = import_path(path, root=ctx.obj.data_dir, require_checksum=require_checksum, manifest=manifest)
-    except (ArchiveError, ValueError) as e: _fail(str(e))
+    if manifest: rep = import_path(path, root=st.data_root, require_checksum=require_checksum, manifest=True, progress=sys.stderr.isatty())
+    else:
+        dm = DataManager(st.data_root, st.cfg)
+        rep = dict(root=str(dm.root), **dm.import_archive(path, require_checksum=require_checksum, progress=sys.stderr.isatty()).to_dict())
     print(json.dumps(rep, indent=1, default=str))
 
 # %% ../nbs/10_cli.ipynb #9fb9c051
 @data_app.command("fetch")
 def data_fetch(ctx:typer.Context,
                symbol:str=typer.Option("BTCUSDT"), interval:str=typer.Option("1h"),
-               start:str=typer.Option(..., help="first open time, UTC (e.g. 2024-01-01)"),
-               end:str=typer.Option(..., help="end (exclusive), UTC"),
+               start:str=typer.Option(..., help="first open time, UTC: a date, a date-time or epoch ms"),
+               end:str=typer.Option(..., help="end (exclusive), UTC: a date, a date-time or epoch ms"),
                dataset:str=typer.Option("klines", help="klines, markPriceKlines, indexPriceKlines or fundingRate"),
                base_url:Optional[str]=typer.Option(None, help="exchange URL (default: config exchange.base_url)")):
     "Fetch a date range over REST into the store (progress bar)."
     from btcfut.data.client import fetch_to_store, BinanceAPIError, BinanceRequestError
-    try: df, rep = fetch_to_store(symbol, interval, start, end, dataset=dataset, root=ctx.obj.data_dir, cfg=ctx.obj.cfg, base_url=base_url)
-    except (ValueError, BinanceAPIError, BinanceRequestError) as e: _fail(str(e))
+    t0, t1 = parse_time_range(start, end)
+    try: df, rep = fetch_to_store(symbol, interval, t0, t1, dataset=dataset, root=ctx.obj.data_root, cfg=ctx.obj.cfg, base_url=base_url,
+                                 progress=sys.stderr.isatty())
+    except (BinanceAPIError, BinanceRequestError) as e: _fail(str(e))
     print(f"fetched {len(df)} rows of {symbol} {dataset} {interval}" + (f"; store: {rep.to_dict()}" if rep else ""))
 
 # %% ../nbs/10_cli.ipynb #83fcd390
@@ -95,31 +184,33 @@ def data_fetch(ctx:typer.Context,
 def data_download(ctx:typer.Context,
                   dataset:str=typer.Option("klines", help="archive dataset: klines, markPriceKlines, fundingRate, metrics, ..."),
                   symbol:str=typer.Option("BTCUSDT"), interval:Optional[str]=typer.Option(None, help="for kline datasets"),
-                  start:str=typer.Option(..., help="UTC"), end:str=typer.Option(..., help="UTC, exclusive"),
+                  start:str=typer.Option(..., help="UTC: a date, a date-time or epoch ms"),
+                  end:str=typer.Option(..., help="UTC, exclusive: a date, a date-time or epoch ms"),
                   base_url:Optional[str]=typer.Option(None, help="archive server (default: config data.archive_url)"),
                   dest:Optional[Path]=typer.Option(None, help="local mirror (default: config data.archive_dir)"),
                   do_import:bool=typer.Option(True, "--import/--no-import", help="import the files into the store afterwards")):
     "Mirror Binance public-archive files (resumable, checksums verified), then import them into the store."
-    from btcfut.data.archive import download_archive, ArchiveError
-    from btcfut.data.store import import_path, resolve_data_root
+    from btcfut.data.archive import download_archive
+    from btcfut.data.store import DataManager, resolve_data_root
     cfg = ctx.obj.cfg
+    t0, t1 = parse_time_range(start, end)
     dest = dest or resolve_data_root(cfg.data.archive_dir)
-    try:
-        rep = download_archive(dataset, symbol, start, end, interval, dest=dest, base_url=base_url or cfg.data.archive_url)
-        print(f"downloaded {len(rep.downloaded)} files ({rep.bytes} bytes), {len(rep.skipped)} already complete, {len(rep.missing)} missing")
-        for path in (rep.paths if do_import else []):
-            print(json.dumps(import_path(path, root=ctx.obj.data_dir, progress=False), default=str))
-    except (ArchiveError, ValueError) as e: _fail(str(e))
+    rep = download_archive(dataset, symbol, t0, t1, interval, dest=dest, base_url=base_url or cfg.data.archive_url)
+    print(f"downloaded {len(rep.downloaded)} files ({rep.bytes} bytes), {len(rep.skipped)} already complete, {len(rep.missing)} missing")
+    dm = DataManager(ctx.obj.data_root, cfg)
+    for path in (rep.paths if do_import else []):
+        print(json.dumps(dict(root=str(dm.root), **dm.import_archive(path).to_dict()), default=str))
 
 # %% ../nbs/10_cli.ipynb #50a2b3e8
 @data_app.command("info")
 def data_info_cmd(ctx:typer.Context, as_json:bool=typer.Option(False, "--json", help="print JSON instead of a table"),
                   compare:bool=typer.Option(False, help="also compare each interval with its resampling from a finer one")):
     "Datasets, ranges and gaps in the store."
-    from btcfut.data.store import data_info, info_table, resolve_data_root
-    root = resolve_data_root(ctx.obj.data_dir, ctx.obj.cfg)
+    from btcfut.data.store import DataManager, info_table
+    root = ctx.obj.data_root
     if not root.is_dir(): _fail(f"no store at {root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
-    info = data_info(root, compare=compare)
+    try: info = DataManager(root, ctx.obj.cfg).info(compare=compare)
+    except (ValueError, OSError) as e: _fail(f"cannot read the store at {root}: {one_line(e)}")
     if as_json: print(json.dumps(info, indent=1, default=str)); return
     from rich.console import Console; from rich.table import Table
     df = info_table(info)
@@ -140,7 +231,7 @@ def risk_brackets(ctx:typer.Context):
 
 # %% ../nbs/10_cli.ipynb #8791ecdb
 @risk_app.command("liq")
-def risk_liq(ctx:typer.Context, side:str=typer.Option(..., help="long or short"),
+def risk_liq(ctx:typer.Context, side:str=typer.Option(..., help="long/buy/1 or short/sell/-1"),
              qty:float=typer.Option(..., help="BTC"), entry:float=typer.Option(..., help="entry price"),
              leverage:Optional[float]=typer.Option(None, help="isolated margin = notional / leverage"),
              wallet:Optional[float]=typer.Option(None, help="isolated margin (or cross wallet balance) in USDT"),
@@ -149,26 +240,32 @@ def risk_liq(ctx:typer.Context, side:str=typer.Option(..., help="long or short")
              hours:float=typer.Option(24.0, help="horizon of the touch probability")):
     "Liquidation price (Binance formula with the bracket re-check) and, with --sigma, the chance of touching it."
     from btcfut.risk import LeverageBrackets, liquidation_price, liq_prob_first_passage
-    try:
-        lp = liquidation_price(side, qty, entry, wallet_balance=wallet, leverage=leverage,
-                               margin_type="cross" if cross else "isolated", brackets=LeverageBrackets.from_config(ctx.obj.cfg))
-        out = {"liquidation_price": round(float(lp), 2), "distance": round(abs(float(lp) / entry - 1), 6) if lp else None}
-        if sigma is not None: out["touch_probability"] = float(liq_prob_first_passage(entry, lp, 1 if side == "long" else -1, sigma, hours))
-    except ValueError as e: _fail(str(e))
+    try: s = parse_side(side)
+    except ValueError as e: _fail(f"--side: {e}")
+    lp = liquidation_price(s, qty, entry, wallet_balance=wallet, leverage=leverage,
+                           margin_type="cross" if cross else "isolated", brackets=LeverageBrackets.from_config(ctx.obj.cfg))
+    out = {"side": "long" if s == 1 else "short", "liquidation_price": round(float(lp), 2),
+           "distance": round(abs(float(lp) / entry - 1), 6) if lp else None}
+    if sigma is not None: out["touch_probability"] = float(liq_prob_first_passage(entry, lp, s, sigma, hours))
     print(json.dumps(out))
 
 # %% ../nbs/10_cli.ipynb #f5557355
 @app.command()
 def fakex(ctx:typer.Context, host:str=typer.Option("127.0.0.1"), port:int=typer.Option(8765),
           archive_root:Optional[Path]=typer.Option(None, help="directory served under /data/ (archive layout)"),
-          replay_start:Optional[str]=typer.Option(None, help="replay the websocket streams from this data time"),
+          replay_start:Optional[str]=typer.Option(None, help="replay the websocket streams from this data time (UTC or epoch ms)"),
           replay_speed:float=typer.Option(0.0, help="data seconds per wall second (0: no replay)"),
           synthetic:bool=typer.Option(False, help="serve a synthetic random walk instead of the store"),
           capture:Optional[Path]=typer.Option(None, help="a recorded websocket capture (gzip lines) to replay on /stream")):
     "Run the loopback fake of Binance USD-M (REST + websocket) until interrupted."
     from btcfut.fakex import serve
-    serve(host, port, data_root=ctx.obj.data_dir, archive_root=archive_root, replay_start=replay_start,
-          replay_speed=replay_speed, synthetic=synthetic, cfg=ctx.obj.cfg, capture=capture)
+    if not 0 <= port <= 65535: _fail(f"--port {port} is out of range; expected 0..65535")
+    t = parse_time_option("--replay-start", replay_start)
+    try: serve(host, port, data_root=ctx.obj.data_root, archive_root=archive_root, replay_start=t,
+               replay_speed=replay_speed, synthetic=synthetic, cfg=ctx.obj.cfg, capture=capture)
+    except OSError as e:
+        if e.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL): raise
+        _fail(f"cannot listen on {host}:{port}: {e.strerror}")
 
 # %% ../nbs/10_cli.ipynb #f0f39da8
 def main():

@@ -4,17 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #915b897f
 from __future__ import annotations
-import copy, json, logging, logging.handlers, os, re, sys
+import copy, json, logging, logging.handlers, math, os, re, sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 import numpy as np, pandas as pd, yaml
 
 # %% auto #0
-__all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'check_interval', 'interval_ms', 'interval_offset', 'pandas_freq',
-           'to_utc', 'ms_to_time', 'us_to_time', 'time_to_ms', 'floor_time', 'ceil_time', 'funding_times',
-           'next_funding_time', 'check_frame', 'ConfigError', 'project_root', 'default_config_path', 'substitute_env',
-           'Config', 'register_secret', 'redact', 'JsonFormatter', 'ConsoleFormatter', 'setup_logging',
-           'setup_logging_from_config', 'get_logger', 'audit']
+__all__ = ['INTERVALS', 'OHLCV_COLUMNS', 'PRICE_COLUMNS', 'SIDE_FORMS', 'SECRET_MIN_LEN', 'CONFIG_RULES', 'LOG_LEVELS',
+           'check_interval', 'interval_ms', 'interval_offset', 'pandas_freq', 'to_utc', 'ms_to_time', 'us_to_time',
+           'time_to_ms', 'floor_time', 'ceil_time', 'funding_times', 'next_funding_time', 'check_frame', 'parse_side',
+           'check_finite', 'check_positive', 'ConfigError', 'project_root', 'default_config_path', 'register_secret',
+           'EnvText', 'substitute_env', 'Config', 'redact', 'JsonFormatter', 'ConsoleFormatter', 'log_level',
+           'setup_logging', 'setup_logging_from_config', 'get_logger', 'audit', 'infer_interval']
 
 # %% ../nbs/00_core.ipynb #9be5afb1
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
@@ -134,6 +135,51 @@ def check_frame(df:pd.DataFrame, # the frame to validate
             raise ValueError(f"{name}: column {c!r} must be finite and > 0; got {v[i]} at {idx[i]}")
     return df
 
+# %% ../nbs/00_core.ipynb #50700f5b
+_SIDE_WORDS = {"long": 1, "buy": 1, "1": 1, "+1": 1, "short": -1, "sell": -1, "-1": -1}
+SIDE_FORMS = "long/buy/+1/'1' or short/sell/-1/'-1' (any case)"
+
+def _first(a:np.ndarray, mask) -> Any:
+    "The first element of `a` where `mask` holds, as a plain Python value (for messages)."
+    return np.broadcast_to(a, np.shape(mask))[mask].ravel()[0].item()
+
+# %% ../nbs/00_core.ipynb #5f07c1b8
+def parse_side(side, # a word, a number or an array of them
+              ) -> int|np.ndarray: # +1 long / -1 short, an int for a scalar and an int64 array otherwise
+    "±1 from `long`/`buy`/`+1`/`'1'` or `short`/`sell`/`-1`/`'-1'` (any case, scalar or array); else `ValueError`."
+    if type(side) in (int, float) and side in (1, -1): return int(side)     # the common case, fast
+    if isinstance(side, str):
+        try: return _SIDE_WORDS[side.strip().lower()]
+        except KeyError: raise ValueError(f"unknown side {side!r}; expected {SIDE_FORMS}") from None
+    if isinstance(side, (bool, np.bool_)): raise ValueError(f"unknown side {side!r}; expected {SIDE_FORMS}")
+    arr = np.asarray(side)
+    if arr.dtype.kind in "OUS": arr = np.array([parse_side(s) for s in arr.ravel()]).reshape(arr.shape)
+    if arr.dtype.kind not in "iuf" or arr.size == 0: raise ValueError(f"unknown side {side!r}; expected {SIDE_FORMS}")
+    bad = ~np.isin(arr, (1, -1))
+    if bad.any(): raise ValueError(f"unknown side {_first(arr, bad)!r}; expected {SIDE_FORMS}")
+    return int(arr) if arr.ndim == 0 else arr.astype(np.int64)
+
+# %% ../nbs/00_core.ipynb #9c3348d0
+def check_finite(name:str, # the argument's name, for the message
+                 value, # a number or an array of numbers
+                ) -> np.ndarray: # float64, 0-d for a scalar
+    "`value` as a float array, or a `ValueError` naming `name` unless every element is a finite number."
+    if type(value) in (float, int) and math.isfinite(value): return np.asarray(value, dtype=np.float64)  # fast scalar path
+    if isinstance(value, (bool, np.bool_)): raise ValueError(f"{name} must be a number, got {value!r}")
+    try: a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError): raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(a).all(): raise ValueError(f"{name} must be finite, got {_first(a, ~np.isfinite(a))!r}")
+    return a
+
+# %% ../nbs/00_core.ipynb #96f424e1
+def check_positive(name:str, # the argument's name, for the message
+                   value, # a number or an array of numbers
+                  ) -> np.ndarray: # float64, 0-d for a scalar
+    "`value` as a float array, or a `ValueError` naming `name` unless every element is finite and > 0."
+    a = check_finite(name, value)
+    if (a <= 0).any(): raise ValueError(f"{name} must be positive, got {_first(a, a <= 0)!r}")
+    return a
+
 # %% ../nbs/00_core.ipynb #f1bd71e4
 class ConfigError(ValueError):
     "A configuration problem; the message names the key path and what was wrong."
@@ -149,34 +195,110 @@ def default_config_path() -> Path:
 
 # %% ../nbs/00_core.ipynb #f7e0d71f
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+_SECRET_KEYS = r"(?:api[_-]?key|api[_-]?secret|secret(?:[_-]?key)?|signature|x-mbx-apikey|listen[_-]?key|password|passphrase|token)"
 
+def _is_secret_name(name:str) -> bool: return re.search(_SECRET_KEYS, name, re.IGNORECASE) is not None
+
+_registered_secrets: set[str] = set()
+SECRET_MIN_LEN = 8 # shorter values are not real keys, and masking them ("true", "1e5") would garble every text
+
+def register_secret(value:str|None):
+    "Make `redact` hide this exact value wherever it appears (API keys read from the environment; 8+ characters)."
+    if value and len(value) >= SECRET_MIN_LEN: _registered_secrets.add(value)
+
+class EnvText(str):
+    "Text substituted from the environment: kept verbatim for string keys, read as YAML for typed ones; `hidden` if secret."
+    hidden: bool = False
+
+# %% ../nbs/00_core.ipynb #24b6a5b9
 def substitute_env(value:Any, env:Mapping[str,str]|None=None, path:str="") -> Any:
-    "Replace `${VAR}` / `${VAR:-default}` in every string inside `value`; a lone placeholder is read as a YAML scalar."
+    "Replace `${VAR}` / `${VAR:-default}` in every string inside `value`; substituted strings come back as `EnvText`."
     env = os.environ if env is None else env
     if isinstance(value, dict): return {k: substitute_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list): return [substitute_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value: return value
+    hidden = _is_secret_name(path)
     def repl(m):
+        nonlocal hidden
         name, has_default, default = m.group(1), m.group(2) is not None, m.group(3) or ""
-        if name in env and env[name] != "": return env[name]
+        if name in env and env[name] != "":
+            if _is_secret_name(name): hidden = True; register_secret(env[name])
+            return env[name]
         if has_default: return default
         raise ConfigError(f"config key {path!r}: environment variable {name} is not set and has no default")
-    out = _VAR.sub(repl, value)
-    if _VAR.fullmatch(value.strip()) and out.strip() != "":
-        try: return yaml.safe_load(out)
-        except yaml.YAMLError: return out
+    out = EnvText(_VAR.sub(repl, value))
+    if hidden: register_secret(str(out))
+    out.hidden = hidden
     return out
 
+# %% ../nbs/00_core.ipynb #0c5e8f2a
+CONFIG_RULES = {
+    "exchange.recv_window_ms": "[1, 60000]", "exchange.timeout_s": "(0, inf)", "exchange.weight_limit": "[1, inf)",
+    "exchange.weight_budget": "(0, 1]", "exchange.weight_window_s": "(0, inf)", "exchange.max_concurrency": "[1, inf)",
+    "exchange.page_limit": "[1, 1500]", "exchange.max_retries": "[0, inf)", "exchange.backoff_base_s": "[0, inf)",
+    "exchange.backoff_max_s": "[0, inf)",
+    "data.on_conflict": ("new", "keep", "raise"),
+    "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    "logging.max_bytes": "[0, inf)", "logging.backup_count": "[0, inf)",
+    "fees.maker": "[0, 0.01]", "fees.taker": "[0, 0.01]",
+    "risk.step_size": "(0, inf)", "risk.min_notional": "[0, inf)", "risk.max_leverage": "(0, 125]",
+    "risk.max_notional": "(0, inf)", "risk.max_risk_per_trade": "(0, 1]", "risk.stop_atr_multiple": "(0, inf)",
+    "risk.min_liq_distance_atr": "[0, inf)", "risk.min_liq_distance_sigma": "[0, inf)", "risk.max_liq_prob": "(0, 1]",
+    "risk.liq_horizon_hours": "(0, inf)", "risk.max_daily_loss": "(0, 1]", "risk.max_drawdown": "(0, 1]",
+    "risk.max_funding_cost": "[0, inf)", "risk.funding_horizon_hours": "(0, inf)", "risk.funding_interval_hours": "(0, inf)",
+    "risk.var_level": "(0, 1)", "risk.kelly_fraction": "(0, 1]", "risk.fixed_fraction": "(0, inf)",
+    "risk.target_vol": "(0, inf)", "risk.risk_budget": "(0, 1]", "risk.liq_buffer": "[0, 1)",
+    "backtest.initial_equity": "(0, inf)", "backtest.leverage": "[1, 125]", "backtest.qty_step": "(0, inf)",
+    "backtest.min_notional": "[0, inf)", "backtest.slippage_bps": "[0, inf)", "backtest.slippage_impact": "[0, inf)",
+    "backtest.slippage_max_bps": "[0, inf)", "backtest.rebalance_band": "[0, inf)", "backtest.stop_loss": "(0, 1)",
+    "backtest.take_profit": "(0, inf)", "backtest.max_daily_loss": "(0, 1]", "backtest.drawdown_halt": "(0, 1]",
+    "backtest.drawdown_cooldown_hours": "(0, inf)",
+    "research.vol_window": "[2, inf)", "research.max_leverage": "(0, inf)", "research.rebalance_band": "[0, inf)",
+    "research.margin_leverage": "[1, 125]", "research.rule_variants_tried": "[1, inf)", "research.risk_free_rate": "(-1, inf)",
+    "research.report_max_points": "[2, inf)",
+    "fakex.port": "[0, 65535]", "fakex.balance": "(0, inf)", "fakex.leverage": "[1, 125]", "fakex.weight_limit": "[1, inf)",
+    "fakex.weight_window_s": "(0, inf)", "fakex.ban_s": "[0, inf)", "fakex.trades_per_bar": "[1, inf)",
+    "fakex.replay_speed": "[0, inf)", "fakex.replay_tick_s": "(0, inf)", "fakex.capture_speed": "[0, inf)",
+}
+
+# %% ../nbs/00_core.ipynb #be8b918a
+def _check_rule(path:str, value:Any, shown:str) -> Any:
+    "`value` if it obeys the rule of `path` in `CONFIG_RULES` (the canonical choice for a choice rule), else `ConfigError`."
+    rule = CONFIG_RULES.get(re.sub(r"\[\d+\]", "", path))
+    if rule is None or value is None: return value
+    if isinstance(rule, tuple):
+        for choice in rule:
+            if str(value).lower() == choice.lower(): return choice
+        raise ConfigError(f"config key {path!r}: {shown} is not one of {', '.join(rule)}")
+    lo, hi = (float(x) for x in rule[1:-1].split(","))
+    ok = (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
+    if not ok: raise ConfigError(f"config key {path!r}: {shown} is out of range; expected a value in {rule}")
+    return value
+
 # %% ../nbs/00_core.ipynb #95fa1e10
-def _type_name(v): return "null" if v is None else type(v).__name__
+def _type_name(v): return "null" if v is None else "str" if isinstance(v, str) else type(v).__name__
 
 def _is_interval_key(key:str) -> bool: return key == "interval" or key.endswith("_interval") or key in ("intervals",)
 
+def _shown(value:Any, path:str) -> str:
+    "How a value appears in an error message: never a secret's text."
+    if getattr(value, "hidden", False) or _is_secret_name(path): return f"{_type_name(value)} (value hidden)"
+    return f"{_type_name(value)} {value!r}"
+
+def _from_env(value:EnvText, default:Any) -> Any:
+    "Environment text read as the declared type: verbatim for a string key, else as a YAML scalar or collection."
+    if isinstance(default, str) or value.strip() == "": return str(value)
+    try: parsed = yaml.safe_load(value)
+    except yaml.YAMLError: return value
+    return value if isinstance(parsed, str) else parsed # text stays verbatim (a ' #' is not a comment)
+
+# %% ../nbs/00_core.ipynb #054304af
 def _validate(value:Any, default:Any, path:str) -> Any:
-    "Check `value` against the type of `default`; return it coerced (int → float where a float is expected)."
-    if default is None: return value # a null default takes any type
+    "Check `value` against the type of `default` and the key's rule; return it coerced (int → float, env text → type)."
+    if isinstance(value, EnvText): value = _from_env(value, default)
+    if default is None: return _check_rule(path, value, _shown(value, path)) # a null default takes any type
     if isinstance(default, dict):
-        if not isinstance(value, dict): raise ConfigError(f"config key {path!r}: expected a mapping, got {_type_name(value)} {value!r}")
+        if not isinstance(value, dict): raise ConfigError(f"config key {path!r}: expected a mapping, got {_shown(value, path)}")
         if not default: return value # a free-form section
         out = {}
         for k, v in value.items():
@@ -184,23 +306,25 @@ def _validate(value:Any, default:Any, path:str) -> Any:
             if k not in default: raise ConfigError(f"config key {p!r}: unknown key; known keys here: {', '.join(map(str, default))}")
             out[k] = _validate(v, default[k], p)
         return out
+    bad = lambda what: ConfigError(f"config key {path!r}: expected {what}, got {_shown(value, path)}")
     if isinstance(default, bool):
-        if not isinstance(value, bool): raise ConfigError(f"config key {path!r}: expected bool, got {_type_name(value)} {value!r}")
+        if not isinstance(value, bool): raise bad("bool")
     elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int): raise ConfigError(f"config key {path!r}: expected int, got {_type_name(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int): raise bad("int")
     elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)): raise ConfigError(f"config key {path!r}: expected float, got {_type_name(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)): raise bad("float")
         value = float(value)
     elif isinstance(default, str):
-        if not isinstance(value, str): raise ConfigError(f"config key {path!r}: expected str, got {_type_name(value)} {value!r}")
+        if not isinstance(value, str): raise bad("str")
+        value = str(value)
     elif isinstance(default, list):
-        if not isinstance(value, list): raise ConfigError(f"config key {path!r}: expected a list, got {_type_name(value)} {value!r}")
-        if default: value = [_validate(v, default[0], f"{path}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, list): raise bad("a list")
+        if default: return [_validate(v, default[0], f"{path}[{i}]") for i, v in enumerate(value)]
     key = path.rsplit(".", 1)[-1].split("[")[0]
     if _is_interval_key(key):
         for v in (value if isinstance(value, list) else [value]):
             if v not in INTERVALS: raise ConfigError(f"config key {path!r}: unknown interval {v!r}; expected one of {', '.join(INTERVALS)}")
-    return value
+    return _check_rule(path, value, _shown(value, path))
 
 # %% ../nbs/00_core.ipynb #9c092eb5
 def _merge(base:dict, extra:Mapping) -> dict:
@@ -221,9 +345,15 @@ def _unflatten(overrides:Mapping) -> dict:
     return out
 
 def _read_yaml(path:Path) -> dict:
-    try: data = yaml.safe_load(Path(path).read_text())
+    path = Path(path)
+    if path.is_dir(): raise ConfigError(f"config file {path} is a directory; expected a YAML file")
+    try: data = yaml.safe_load(path.read_text())
     except FileNotFoundError: raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e: raise ConfigError(f"bad YAML in {path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
+    except yaml.YAMLError as e: # the problem and its place, not the file's text (which may hold a secret)
+        m = getattr(e, "problem_mark", None)
+        where = f" at line {m.line + 1}, column {m.column + 1}" if m else ""
+        raise ConfigError(f"bad YAML in {path}{where}: {getattr(e, 'problem', None) or type(e).__name__}") from None
     if data is None: return {}
     if not isinstance(data, dict): raise ConfigError(f"bad YAML in {path}: top level must be a mapping, got {_type_name(data)}")
     return data
@@ -264,8 +394,17 @@ class Config:
             if not isinstance(d, dict) or part not in d: return default
             d = d[part]
         return Config(d) if isinstance(d, dict) else d
-    def to_dict(self) -> dict: return copy.deepcopy(self._data)
-    def __repr__(self): return f"Config({redact(json.dumps(self._data, default=str))[:400]})"
+    def to_dict(self, masked:bool=False, # replace the values of secret-named keys (api_key, ...) with "***"
+               ) -> dict:
+        "A deep copy of the tree as plain dicts and lists."
+        return _masked(self._data) if masked else copy.deepcopy(self._data)
+    def __repr__(self): return f"Config({redact(json.dumps(self.to_dict(masked=True), default=str))[:400]})"
+
+# %% ../nbs/00_core.ipynb #691be5d0
+def _masked(d:Any, key:str="") -> Any:
+    if isinstance(d, dict): return {k: _masked(v, str(k)) for k, v in d.items()}
+    if isinstance(d, list): return [_masked(v, key) for v in d]
+    return "***" if d not in (None, "") and _is_secret_name(key) else d
 
 # %% ../nbs/00_core.ipynb #ae3e532e
 def _schema(base:Any) -> Any:
@@ -282,18 +421,14 @@ def _schema(base:Any) -> Any:
     return base
 
 # %% ../nbs/00_core.ipynb #a277b0d6
-_SECRET_KEYS = r"(?:api[_-]?key|api[_-]?secret|secret(?:[_-]?key)?|signature|x-mbx-apikey|listen[_-]?key|password|passphrase|token)"
 _SECRET_KV = re.compile(r"(?i)(\b" + _SECRET_KEYS + r"\b[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}\]]+)")
-_registered_secrets: set[str] = set()
 
-def register_secret(value:str|None):
-    "Make `redact` hide this exact value wherever it appears (API keys read from the environment)."
-    if value and len(value) >= 4: _registered_secrets.add(value)
-
-def redact(text:str) -> str:
-    "Mask secret values: `key=value` / `\"key\": \"value\"` pairs for secret-like keys, and every registered secret."
+def redact(text:str,
+           pairs:bool=True, # also mask the values of `key=value` / `"key": "value"` pairs with secret-like keys
+          ) -> str:
+    "Mask secret values: every registered secret, and the values of secret-like keys."
     for s in sorted(_registered_secrets, key=len, reverse=True): text = text.replace(s, "***")
-    return _SECRET_KV.sub(lambda m: m.group(1) + "***", text)
+    return _SECRET_KV.sub(lambda m: m.group(1) + "***", text) if pairs else text
 
 # %% ../nbs/00_core.ipynb #4757449f
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "fields"}
@@ -323,30 +458,46 @@ class ConsoleFormatter(logging.Formatter):
 
 # %% ../nbs/00_core.ipynb #1b5d3b68
 _OWN_HANDLER = "_btcfut_handler"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+def log_level(level:str|int) -> int:
+    "The `logging` number of a level name (any case) or number; a `ValueError` naming the level otherwise."
+    if isinstance(level, int): return level
+    n = logging.getLevelName(str(level).upper())
+    if not isinstance(n, int) or str(level).upper() not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LOG_LEVELS)}")
+    return n
+
+# %% ../nbs/00_core.ipynb #fcb918df
 def setup_logging(level:str="INFO", # level of the `btcfut` logger
                   log_dir:str|Path|None=None, # where JSON-lines and audit files go; None = console only
                   json_file:str="btcfut.jsonl", audit_file:str="audit.jsonl",
                   max_bytes:int=10_000_000, backup_count:int=5,
-                  console:bool=True, stream=None) -> logging.Logger:
+                  console:bool=True, stream=None,
+                  console_level:str|None=None, # level of the console alone (default: `level`)
+                 ) -> logging.Logger:
     "Configure btcfut logging once (idempotent): console + rotating JSON lines + audit trail, all redacted."
     root = logging.getLogger("btcfut")
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    file_level, console_level = log_level(level), log_level(console_level or level)
+    root.setLevel(min(file_level, console_level))
+    logging.getLogger("btcfut.audit").setLevel(logging.INFO) # the audit trail is kept whatever the level
     root.propagate = False
     for lg in (root, logging.getLogger("btcfut.audit")):
         for h in [h for h in lg.handlers if getattr(h, _OWN_HANDLER, False)]: lg.removeHandler(h); h.close()
     handlers = []
     if console:
-        h = logging.StreamHandler(stream or sys.stderr); h.setFormatter(ConsoleFormatter()); handlers.append((root, h))
+        h = logging.StreamHandler(stream or sys.stderr); h.setFormatter(ConsoleFormatter()); h.setLevel(console_level)
+        handlers.append((root, h))
     if log_dir is not None:
         d = Path(log_dir); d.mkdir(parents=True, exist_ok=True)
         h = logging.handlers.RotatingFileHandler(d/json_file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
-        h.setFormatter(JsonFormatter()); handlers.append((root, h))
+        h.setFormatter(JsonFormatter()); h.setLevel(file_level); handlers.append((root, h))
         a = logging.handlers.RotatingFileHandler(d/audit_file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
         a.setFormatter(JsonFormatter()); a.setLevel(logging.INFO); handlers.append((logging.getLogger("btcfut.audit"), a))
     for lg, h in handlers: setattr(h, _OWN_HANDLER, True); lg.addHandler(h)
     return root
 
+# %% ../nbs/00_core.ipynb #ecb348b3
 def setup_logging_from_config(cfg:Config, log_dir:str|Path|None=None, **kw) -> logging.Logger:
     "`setup_logging` with the `logging` section of `cfg`."
     L = cfg.logging
@@ -359,3 +510,23 @@ def get_logger(name:str) -> logging.Logger:
 def audit(event:str, **fields) -> None:
     "Write one audit-trail record (an order, a risk decision, ...) with its structured fields."
     logging.getLogger("btcfut.audit").info(event, extra={"fields": {"event": event, **fields}})
+
+# %% ../nbs/00_core.ipynb #a5ba322c
+_MONTH_STEP_MS = (28 * 86_400_000, 31 * 86_400_000) # shortest and longest calendar month
+
+def infer_interval(index:pd.DatetimeIndex, # bar open times, strictly increasing (naive means UTC)
+                  ) -> str: # the Binance interval, e.g. "1h"
+    "The Binance interval of a bar index: the smallest step between consecutive bars."
+    if not pd.api.types.is_datetime64_any_dtype(index):
+        raise TypeError(f"expected a DatetimeIndex of bar open times, got {type(index).__name__}")
+    step = np.diff(time_to_ms(index))
+    if not len(step): raise ValueError("cannot infer the interval of fewer than two bars; pass it")
+    if (step <= 0).any():
+        i = int(np.argmax(step <= 0)) + 1
+        raise ValueError(f"bar times must be strictly increasing to infer the interval: {index[i]} follows {index[i - 1]}")
+    i = int(np.argmin(step))
+    for iv in INTERVALS[:-1]:
+        if interval_ms(iv) == step[i]: return iv
+    if _MONTH_STEP_MS[0] <= step[i] <= _MONTH_STEP_MS[1]: return "1M"
+    raise ValueError(f"bar spacing of {pd.Timedelta(milliseconds=int(step[i]))} (from {index[i]} to {index[i + 1]}) "
+                     f"is not a Binance interval; expected one of {', '.join(INTERVALS)}")

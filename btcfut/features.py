@@ -4,12 +4,12 @@
 
 # %% ../nbs/02_features.ipynb #fef1a2e4
 from __future__ import annotations
-import math
+import math, warnings
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from .core import Config, INTERVALS, PRICE_COLUMNS, check_frame, get_logger, interval_ms
-from .data.store import DataManager, bucket_ms, infer_interval
+from .core import Config, INTERVALS, PRICE_COLUMNS, check_frame, get_logger, infer_interval, interval_ms, time_to_ms
+from .data.store import DataManager, bucket_ms
 from .features_kernels import (_ewm_k, _wilder_mean_k, _wilder_sum_k, _roll_sum_k, _roll_std_k, _lag_k, _true_range_k,
                                      _obv_k, _swing_k, _resample_k, _period_wavg_k)
 
@@ -23,6 +23,7 @@ __all__ = ['FAMILIES', 'FEATURES_VERSION', 'FeatureParams', 'check_bars', 'Featu
 FAMILIES = ("returns", "momentum", "roc", "rsi", "macd", "bollinger", "atr", "adx", "ema", "sma", "volume", "obv",
             "taker", "volatility", "trend", "structure", "funding", "open_interest")
 _BAR_FAMILIES = FAMILIES[:16] # computed from the bars alone (so also on higher intervals)
+_FAMILY_COLUMNS = {"taker": ["taker_buy_volume"]} # families that read more than open/high/low/close/volume
 
 def _window_list(cfg_f, key:str) -> list[int]:
     ws = list(cfg_f[key])
@@ -30,6 +31,7 @@ def _window_list(cfg_f, key:str) -> list[int]:
         if not isinstance(w, int) or w < 1: raise ValueError(f"features.{key}: windows must be integers >= 1, got {w!r}")
     return ws
 
+# %% ../nbs/02_features.ipynb #3c16cd75
 @dataclass(frozen=True)
 class FeatureParams:
     "The `features:` section of the config, checked: windows, the feature families and the higher intervals."
@@ -69,27 +71,29 @@ class FeatureParams:
         return cls(fams, mtf, tuple(f.mtf_set), windows, macd, boll, (int(f.trend_fast), int(f.trend_slow)),
                    (float(f.funding_interest_rate), float(f.funding_clamp), float(f.funding_cap)), bool(f.cache))
 
-    def min_rows(self, families) -> dict[str, int]:
-        "Rows each window-driven feature needs before its first value: `{feature: rows}` (bars families only)."
-        w, need = self.windows, {}
-        def put(fam, name, n):
-            if fam in families: need[name] = n
-        for k in w["return_windows"]: put("returns", f"logret_{k}", k + 1)
-        for k in w["roc_windows"]: put("roc", f"roc_{k}", k + 1)
-        for k in w["momentum_windows"]: put("momentum", f"mom_atr_{k}", max(k + 1, w["atr_windows"][0] if w["atr_windows"] else 1))
-        for k in w["rsi_windows"]: put("rsi", f"rsi_{k}", k)
-        put("macd", "macd", self.macd[1] + self.macd[2] - 1)
-        put("bollinger", "bollinger", self.bollinger[0])
-        for k in w["atr_windows"]: put("atr", f"atr_{k}", k)
-        for k in w["adx_windows"]: put("adx", f"adx_{k}", 2 * k)
-        for k in w["ema_windows"]: put("ema", f"ema_{k}", k)
-        for k in w["sma_windows"]: put("sma", f"sma_{k}", k)
-        for k in w["volume_windows"]: put("volume", f"volume_z_{k}", k)
-        for k in w["vroc_windows"]: put("volume", f"vroc_{k}", k + 1)
-        for k in w["volatility_windows"]: put("volatility", f"hv_{k}", k + 1)
-        put("trend", "trend", max(self.trend))
-        for k in w["swing_bars"]: put("structure", f"structure_{k}", 2 * k + 1)
-        return need
+# %% ../nbs/02_features.ipynb #9213597f
+@patch
+def min_rows(self:FeatureParams, families) -> dict[str, int]:
+    "Rows each window-driven feature needs before its first value: `{feature: rows}` (bars families only)."
+    w, need = self.windows, {}
+    def put(fam, name, n):
+        if fam in families: need[name] = n
+    for k in w["return_windows"]: put("returns", f"logret_{k}", k + 1)
+    for k in w["roc_windows"]: put("roc", f"roc_{k}", k + 1)
+    for k in w["momentum_windows"]: put("momentum", f"mom_atr_{k}", max(k + 1, w["atr_windows"][0] if w["atr_windows"] else 1))
+    for k in w["rsi_windows"]: put("rsi", f"rsi_{k}", k)
+    put("macd", "macd", self.macd[1] + self.macd[2] - 1)
+    put("bollinger", "bollinger", self.bollinger[0])
+    for k in w["atr_windows"]: put("atr", f"atr_{k}", k)
+    for k in w["adx_windows"]: put("adx", f"adx_{k}", 2 * k)
+    for k in w["ema_windows"]: put("ema", f"ema_{k}", k)
+    for k in w["sma_windows"]: put("sma", f"sma_{k}", k)
+    for k in w["volume_windows"]: put("volume", f"volume_z_{k}", k)
+    for k in w["vroc_windows"]: put("volume", f"vroc_{k}", k + 1)
+    for k in w["volatility_windows"]: put("volatility", f"hv_{k}", k + 1)
+    put("trend", "trend", max(self.trend))
+    for k in w["swing_bars"]: put("structure", f"structure_{k}", 2 * k + 1)
+    return need
 
 # %% ../nbs/02_features.ipynb #0b76f824
 class _Ops:
@@ -130,34 +134,42 @@ class _Ops:
             return st
         return self._call(f"lag|{name}|{k}", init, _lag_k, x, k)
 
-    def true_range(self, h, l, c, first_nan:bool):
-        key = self.prefix + f"tr|{first_nan}"
-        if key in self.memo: return self.memo[key]
-        st = self.states.setdefault(key, np.array([np.nan]))
-        out = np.empty(len(h)); _true_range_k(h, l, c, first_nan, st, out)
-        self.memo[key] = out
-        return out
-    def obv(self, c, v):
-        st = self.states.setdefault(self.prefix + "obv", np.array([0.0, np.nan]))
-        out = np.empty(len(c)); _obv_k(c, v, st, out)
-        return out
-    def swings(self, h, l, c, k):
-        m = 2 * k + 1
-        def init():
-            st = np.full(7 + 2 * m, np.nan); st[0] = 0.0
-            return st
-        key = self.prefix + f"swing|{k}"
-        st = self.states.get(key)
-        if st is None: st = self.states[key] = init()
-        outs = [np.empty(len(c)) for _ in range(6)]
-        _swing_k(h, l, c, k, st, *outs)
-        return outs
-    def period_wavg(self, name, x, period):
-        st = self.states.setdefault(self.prefix + f"pwavg|{name}", np.array([np.nan, 0.0, 0.0, 0.0]))
-        out = np.empty(len(x)); _period_wavg_k(x, period, st, out)
-        return out
+# %% ../nbs/02_features.ipynb #a0d2183b
+@patch
+def true_range(self:_Ops, h, l, c, first_nan:bool):
+    key = self.prefix + f"tr|{first_nan}"
+    if key in self.memo: return self.memo[key]
+    st = self.states.setdefault(key, np.array([np.nan]))
+    out = np.empty(len(h)); _true_range_k(h, l, c, first_nan, st, out)
+    self.memo[key] = out
+    return out
 
-# %% ../nbs/02_features.ipynb #4876944f
+@patch
+def obv(self:_Ops, c, v):
+    st = self.states.setdefault(self.prefix + "obv", np.array([0.0, np.nan]))
+    out = np.empty(len(c)); _obv_k(c, v, st, out)
+    return out
+
+@patch
+def swings(self:_Ops, h, l, c, k):
+    m = 2 * k + 1
+    def init():
+        st = np.full(7 + 2 * m, np.nan); st[0] = 0.0
+        return st
+    key = self.prefix + f"swing|{k}"
+    st = self.states.get(key)
+    if st is None: st = self.states[key] = init()
+    outs = [np.empty(len(c)) for _ in range(6)]
+    _swing_k(h, l, c, k, st, *outs)
+    return outs
+
+@patch
+def period_wavg(self:_Ops, name, x, period):
+    st = self.states.setdefault(self.prefix + f"pwavg|{name}", np.array([np.nan, 0.0, 0.0, 0.0]))
+    out = np.empty(len(x)); _period_wavg_k(x, period, st, out)
+    return out
+
+# %% ../nbs/02_features.ipynb #d37d75ad
 _LN2 = math.log(2.0)
 
 def _ratio(a, b):
@@ -167,115 +179,163 @@ def _ratio(a, b):
     r[b == 0] = np.nan
     return r
 
+def _returns(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Log close-to-close return over k bars."
+    for k in p.windows["return_windows"]: out[f"logret_{k}"] = b["logc"] - ops.lag("logc", b["logc"], k)
+
+def _roc(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Rate of change over k bars, a fraction."
+    c = b["close"]
+    for k in p.windows["roc_windows"]:
+        ck = ops.lag("close", c, k)
+        out[f"roc_{k}"] = (c - ck) / ck
+
+# %% ../nbs/02_features.ipynb #34a3107d
+def _rsi(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "RSI from Wilder averages of the up and down moves, seeded as ta seeds them."
+    c = b["close"]
+    d = c - ops.lag("close", c, 1)
+    up, dn = np.where(d > 0, d, 0.0), np.where(d < 0, -d, 0.0)
+    for k in p.windows["rsi_windows"]:
+        a = 1.0 / (1.0 + (1.0 / (1.0 / k) - 1.0)) # pandas' alpha from com = 1/alpha - 1, as ta passes alpha=1/k
+        eu, ed = ops.ewm("up", up, a, k), ops.ewm("down", dn, a, k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"rsi_{k}"] = np.where(ed == 0, 100.0, 100.0 - 100.0 / (1.0 + eu / ed))
+        out[f"rsi_{k}"][np.isnan(eu) | np.isnan(ed)] = np.nan
+
+def _macd(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "MACD line, signal and histogram, in price units."
+    fa, sl, sg = p.macd
+    line = ops.ema("close", b["close"], fa) - ops.ema("close", b["close"], sl)
+    sig = ops.ema(f"macd{fa}_{sl}", line, sg)
+    out[f"macd_{fa}_{sl}"], out[f"macd_signal_{fa}_{sl}_{sg}"], out[f"macd_hist_{fa}_{sl}_{sg}"] = line, sig, line - sig
+
+def _bollinger(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Bollinger bands (population std, as ta), %B and the width as a fraction of the middle band."
+    c, (n, k) = b["close"], p.bollinger
+    mid, sd = ops.mean("close", c, n), ops.std("close", c, n, 0)
+    ksd = k * sd
+    up, lo = mid + ksd, mid - ksd
+    kk = f"{n}_{k:g}"
+    out[f"bb_mid_{n}"], out[f"bb_upper_{kk}"], out[f"bb_lower_{kk}"] = mid, up, lo
+    band = up - lo
+    out[f"bb_pctb_{kk}"] = _ratio(c - lo, band)
+    band /= mid
+    out[f"bb_width_{kk}"] = band
+
+# %% ../nbs/02_features.ipynb #41fe78a2
+def _atr(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Average true range (Wilder) and its size relative to the close."
+    tr = ops.true_range(b["high"], b["low"], b["close"], False)
+    for k in p.windows["atr_windows"]:
+        atr = ops.wilder_mean("tr", tr, k)
+        out[f"atr_{k}"], out[f"natr_{k}"] = atr, atr / b["close"]
+
+def _momentum(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Close-to-close change over k bars in units of the first ATR window."
+    c = b["close"]
+    atr = ops.wilder_mean("tr", ops.true_range(b["high"], b["low"], c, False), p.windows["atr_windows"][0])
+    for k in p.windows["momentum_windows"]: out[f"mom_atr_{k}"] = _ratio(c - ops.lag("close", c, k), atr)
+
+def _adx(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "ADX and the directional indicators +DI/−DI, as ta computes them."
+    h, l = b["high"], b["low"]
+    tr = ops.true_range(h, l, b["close"], True) # NaN on the first row, as ta's ADX
+    up, dn = h - ops.lag("high", h, 1), ops.lag("low", l, 1) - l
+    pos = np.where((up > dn) & (up > 0), up, 0.0); pos[np.isnan(up)] = np.nan
+    neg = np.where((dn > up) & (dn > 0), dn, 0.0); neg[np.isnan(dn)] = np.nan
+    for k in p.windows["adx_windows"]:
+        s_tr, s_pos, s_neg = ops.wilder_sum("tr_adx", tr, k), ops.wilder_sum("dm+", pos, k), ops.wilder_sum("dm-", neg, k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dip = np.where(s_tr != 0, 100.0 * s_pos / s_tr, 0.0)
+            din = np.where(s_tr != 0, 100.0 * s_neg / s_tr, 0.0)
+            dx = np.where(dip + din != 0, 100.0 * np.abs((dip - din) / (dip + din)), 0.0)
+        dip[np.isnan(s_tr)] = np.nan; din[np.isnan(s_tr)] = np.nan; dx[np.isnan(s_tr)] = np.nan
+        out[f"adx_{k}"] = ops.wilder_mean(f"dx{k}", dx, k)
+        out[f"plus_di_{k}"], out[f"minus_di_{k}"] = dip, din
+
+# %% ../nbs/02_features.ipynb #23ec79f2
+def _ema(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Exponential moving averages of the close and the close's distance to them."
+    c = b["close"]
+    for k in p.windows["ema_windows"]:
+        e = ops.ema("close", c, k)
+        d = c / e; d -= 1.0
+        out[f"ema_{k}"], out[f"close_to_ema_{k}"] = e, d
+
+def _sma(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Simple moving averages of the close and the close's distance to them."
+    c = b["close"]
+    for k in p.windows["sma_windows"]:
+        s = ops.mean("close", c, k)
+        d = c / s; d -= 1.0
+        out[f"sma_{k}"], out[f"close_to_sma_{k}"] = s, d
+
+def _trend(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Sign of the fast EMA minus the slow EMA."
+    f_, s_ = p.trend
+    out[f"trend_ema_{f_}_{s_}"] = np.sign(ops.ema("close", b["close"], f_) - ops.ema("close", b["close"], s_))
+
+# %% ../nbs/02_features.ipynb #7d4ba954
+def _volume(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Z-score of the volume in its window (0 where the window's volume is constant) and its rate of change."
+    v = b["volume"]
+    for k in p.windows["volume_windows"]:
+        sd = ops.std("volume", v, k)
+        z = _ratio(v - ops.mean("volume", v, k), sd)
+        z[sd == 0] = 0.0
+        out[f"volume_z_{k}"] = z
+    for k in p.windows["vroc_windows"]:
+        vk = ops.lag("volume", v, k)
+        out[f"vroc_{k}"] = _ratio(v - vk, vk)
+
+def _obv(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "On-balance volume, a running sum from the first bar given."
+    out["obv"] = ops.obv(b["close"], b["volume"])
+
+def _taker(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Taker-buy share of the volume, per bar and over the volume windows."
+    tb, v = b["taker_buy_volume"], b["volume"]
+    out["taker_buy_ratio"] = _ratio(tb, v)
+    for k in p.windows["volume_windows"]: out[f"taker_buy_ratio_{k}"] = _ratio(ops.sum("taker", tb, k), ops.sum("volume", v, k))
+
+# %% ../nbs/02_features.ipynb #8319ea88
+def _volatility(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Per-bar volatility: close-to-close, Parkinson (high/low) and Garman–Klass (OHLC)."
+    o, h, l, c, logc = b["open"], b["high"], b["low"], b["close"], b["logc"]
+    r1 = out["logret_1"] if "logret_1" in out else logc - ops.lag("logc", logc, 1)
+    hl2 = np.log(h / l); hl2 *= hl2
+    co2 = np.log(c / o); co2 *= co2; co2 *= (2.0 * _LN2 - 1.0)
+    gk = 0.5 * hl2; gk -= co2
+    for k in p.windows["volatility_windows"]:
+        out[f"hv_{k}"] = ops.std("logret1", r1, k)
+        pk = ops.mean("hl2", hl2, k) / (4.0 * _LN2); np.sqrt(pk, out=pk)
+        out[f"parkinson_vol_{k}"], out[f"gk_vol_{k}"] = pk, np.sqrt(ops.mean("gk", gk, k))
+
+def _structure(ops:_Ops, b:dict, p:FeatureParams, out:dict):
+    "Swing highs and lows confirmed k bars later: distances, higher highs/lows, bars since the last swing."
+    for k in p.windows["swing_bars"]:
+        hd, ld, hh, hl, ha, la = ops.swings(b["high"], b["low"], b["close"], k)
+        out[f"swing_high_dist_{k}"], out[f"swing_low_dist_{k}"] = hd, ld
+        out[f"higher_high_{k}"], out[f"higher_low_{k}"] = hh, hl
+        out[f"structure_{k}"] = (hh + hl) / 2.0
+        out[f"bars_since_swing_high_{k}"], out[f"bars_since_swing_low_{k}"] = ha, la
+
+# %% ../nbs/02_features.ipynb #57f43f4b
+_FAMILY_FNS = {"returns": _returns, "roc": _roc, "rsi": _rsi, "macd": _macd, "bollinger": _bollinger, "atr": _atr,
+               "momentum": _momentum, "adx": _adx, "ema": _ema, "sma": _sma, "volume": _volume, "obv": _obv,
+               "taker": _taker, "volatility": _volatility, "trend": _trend, "structure": _structure} # in column order
+
 def _bar_features(ops:_Ops, bars:dict, p:FeatureParams, families) -> dict:
     "Every bar family in `families` from OHLCV arrays, through `ops` so the same code runs batch and incremental."
-    o, h, l, c, v = bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"]
-    w, out = p.windows, {}
-    fam = set(families)
-    logc = np.log(c)
-    if "returns" in fam:
-        for k in w["return_windows"]: out[f"logret_{k}"] = logc - ops.lag("logc", logc, k)
-    if "roc" in fam:
-        for k in w["roc_windows"]:
-            ck = ops.lag("close", c, k)
-            out[f"roc_{k}"] = (c - ck) / ck
-    if "rsi" in fam:
-        d = c - ops.lag("close", c, 1)
-        up, dn = np.where(d > 0, d, 0.0), np.where(d < 0, -d, 0.0)
-        for k in w["rsi_windows"]:
-            a = 1.0 / (1.0 + (1.0 / (1.0 / k) - 1.0)) # pandas' alpha from com = 1/alpha - 1, as ta passes alpha=1/k
-            eu, ed = ops.ewm("up", up, a, k), ops.ewm("down", dn, a, k)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[f"rsi_{k}"] = np.where(ed == 0, 100.0, 100.0 - 100.0 / (1.0 + eu / ed))
-            out[f"rsi_{k}"][np.isnan(eu) | np.isnan(ed)] = np.nan
-    if "macd" in fam:
-        fa, sl, sg = p.macd
-        line = ops.ema("close", c, fa) - ops.ema("close", c, sl)
-        sig = ops.ema(f"macd{fa}_{sl}", line, sg)
-        out[f"macd_{fa}_{sl}"], out[f"macd_signal_{fa}_{sl}_{sg}"], out[f"macd_hist_{fa}_{sl}_{sg}"] = line, sig, line - sig
-    if "bollinger" in fam:
-        n, k = p.bollinger
-        mid, sd = ops.mean("close", c, n), ops.std("close", c, n, 0)
-        ksd = k * sd
-        up, lo = mid + ksd, mid - ksd
-        kk = f"{n}_{k:g}"
-        out[f"bb_mid_{n}"], out[f"bb_upper_{kk}"], out[f"bb_lower_{kk}"] = mid, up, lo
-        band = up - lo
-        out[f"bb_pctb_{kk}"] = _ratio(c - lo, band)
-        band /= mid
-        out[f"bb_width_{kk}"] = band
-    if "atr" in fam or "momentum" in fam:
-        tr = ops.true_range(h, l, c, False)
-        for k in w["atr_windows"]:
-            atr = ops.wilder_mean("tr", tr, k)
-            if "atr" in fam: out[f"atr_{k}"], out[f"natr_{k}"] = atr, atr / c
-    if "momentum" in fam:
-        atr = ops.wilder_mean("tr", tr, w["atr_windows"][0])
-        for k in w["momentum_windows"]: out[f"mom_atr_{k}"] = _ratio(c - ops.lag("close", c, k), atr)
-    if "adx" in fam:
-        tr = ops.true_range(h, l, c, True) # NaN on the first row, as ta's ADX
-        up = h - ops.lag("high", h, 1)
-        dn = ops.lag("low", l, 1) - l
-        pos = np.where((up > dn) & (up > 0), up, 0.0); pos[np.isnan(up)] = np.nan
-        neg = np.where((dn > up) & (dn > 0), dn, 0.0); neg[np.isnan(dn)] = np.nan
-        for k in w["adx_windows"]:
-            s_tr, s_pos, s_neg = ops.wilder_sum("tr_adx", tr, k), ops.wilder_sum("dm+", pos, k), ops.wilder_sum("dm-", neg, k)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dip = np.where(s_tr != 0, 100.0 * s_pos / s_tr, 0.0)
-                din = np.where(s_tr != 0, 100.0 * s_neg / s_tr, 0.0)
-                dx = np.where(dip + din != 0, 100.0 * np.abs((dip - din) / (dip + din)), 0.0)
-            dip[np.isnan(s_tr)] = np.nan; din[np.isnan(s_tr)] = np.nan; dx[np.isnan(s_tr)] = np.nan
-            out[f"adx_{k}"] = ops.wilder_mean(f"dx{k}", dx, k)
-            out[f"plus_di_{k}"], out[f"minus_di_{k}"] = dip, din
-    if "ema" in fam:
-        for k in w["ema_windows"]:
-            e = ops.ema("close", c, k)
-            d = c / e; d -= 1.0
-            out[f"ema_{k}"], out[f"close_to_ema_{k}"] = e, d
-    if "sma" in fam:
-        for k in w["sma_windows"]:
-            s = ops.mean("close", c, k)
-            d = c / s; d -= 1.0
-            out[f"sma_{k}"], out[f"close_to_sma_{k}"] = s, d
-    if "volume" in fam:
-        for k in w["volume_windows"]:
-            sd = ops.std("volume", v, k)
-            z = _ratio(v - ops.mean("volume", v, k), sd)
-            z[sd == 0] = 0.0
-            out[f"volume_z_{k}"] = z
-        for k in w["vroc_windows"]:
-            vk = ops.lag("volume", v, k)
-            out[f"vroc_{k}"] = _ratio(v - vk, vk)
-    if "obv" in fam: out["obv"] = ops.obv(c, v)
-    if "taker" in fam:
-        tb = bars["taker_buy_volume"]
-        out["taker_buy_ratio"] = _ratio(tb, v)
-        for k in w["volume_windows"]: out[f"taker_buy_ratio_{k}"] = _ratio(ops.sum("taker", tb, k), ops.sum("volume", v, k))
-    if "volatility" in fam:
-        r1 = out["logret_1"] if "logret_1" in out else logc - ops.lag("logc", logc, 1)
-        hl2 = np.log(h / l); hl2 *= hl2
-        co2 = np.log(c / o); co2 *= co2; co2 *= (2.0 * _LN2 - 1.0)
-        gk = 0.5 * hl2; gk -= co2
-        for k in w["volatility_windows"]:
-            out[f"hv_{k}"] = ops.std("logret1", r1, k)
-            pk = ops.mean("hl2", hl2, k) / (4.0 * _LN2); np.sqrt(pk, out=pk)
-            out[f"parkinson_vol_{k}"], out[f"gk_vol_{k}"] = pk, np.sqrt(ops.mean("gk", gk, k))
-    if "trend" in fam:
-        f_, s_ = p.trend
-        out[f"trend_ema_{f_}_{s_}"] = np.sign(ops.ema("close", c, f_) - ops.ema("close", c, s_))
-    if "structure" in fam:
-        for k in w["swing_bars"]:
-            hd, ld, hh, hl, ha, la = ops.swings(h, l, c, k)
-            out[f"swing_high_dist_{k}"], out[f"swing_low_dist_{k}"] = hd, ld
-            out[f"higher_high_{k}"], out[f"higher_low_{k}"] = hh, hl
-            out[f"structure_{k}"] = (hh + hl) / 2.0
-            out[f"bars_since_swing_high_{k}"], out[f"bars_since_swing_low_{k}"] = ha, la
+    fam, out = set(families), {}
+    b = {**bars, "logc": np.log(bars["close"])}
+    for name, fn in _FAMILY_FNS.items():
+        if name in fam: fn(ops, b, p, out)
     return out
 
 # %% ../nbs/02_features.ipynb #1c90b319
 _FIXED = {i: interval_ms(i) for i in INTERVALS if i not in ("1w", "1M")}
-
-def _open_ms(index:pd.DatetimeIndex) -> np.ndarray: return index.as_unit("ms").asi8
 
 def _group_of(open_ms:np.ndarray, base:str, hi:str) -> tuple[np.ndarray, np.ndarray]:
     "Higher-bar id (its open time) of each base bar, and how many base bars a complete higher bar has (Binance's grid)."
@@ -314,6 +374,7 @@ class FeatureState:
                  interval:str|None=None, # the bars' interval (inferred from the first frame when None)
                  params:FeatureParams|None=None):
         self.params = params or FeatureParams.from_config(cfg)
+        self.families, self.mtf_families = self.params.families, self.params.mtf_families # less those the bars cannot feed
         self.interval = interval
         self.states, self.columns, self.last_time = {}, None, None
         self._carry = {} # last visible row of every as-of joined source (higher intervals, funding, open interest)
@@ -343,7 +404,7 @@ def _queue(self:FeatureState, kind:str, frame:pd.DataFrame|None, until_ms:int, d
             raise ValueError(f"{kind}: column {cols[c]!r} must be finite; got {vals[r, c]} at {frame.index[r]}")
         self._seen[kind] = frame.index[-1]
         t0, v0 = self._pending.get(kind) or (np.empty(0, np.int64), np.empty((0, len(cols))))
-        self._pending[kind] = (np.concatenate([t0, _open_ms(frame.index)]), np.concatenate([v0, vals]))
+        self._pending[kind] = (np.concatenate([t0, time_to_ms(frame.index)]), np.concatenate([v0, vals]))
     t, v = self._pending.get(kind) or (np.empty(0, np.int64), np.empty((0, len(cols))))
     cut = int(np.searchsorted(t + delay_ms, until_ms, side="right"))
     self._pending[kind] = (t[cut:], v[cut:])
@@ -372,7 +433,7 @@ def _mtf_features(self:FeatureState, cols:dict, open_ms:np.ndarray) -> dict:
             carry = self._carry.get(hi)
             for j, name in enumerate(names): out[f"{name}_{hi}"] = np.full(n, np.nan if carry is None else carry[j])
             continue
-        hf = _bar_features(_Ops(self.states, prefix=f"{hi}/"), hbars, p, p.mtf_families)
+        hf = _bar_features(_Ops(self.states, prefix=f"{hi}/"), hbars, p, self.mtf_families)
         self._mtf_names[hi] = list(hf)
         vals = np.column_stack(list(hf.values())) if hf else np.empty((len(e), 0))
         res = _asof_take(vals, np.cumsum(emit) - 1, self._carry.get(hi))
@@ -439,27 +500,42 @@ def run(self:FeatureState,
         premium:pd.DataFrame|None=None, # premium-index klines (`close`), for `funding_rate_predicted`
        ) -> pd.DataFrame:
     "Features of `bars` (one row per bar, same index), continuing the state; rows seen before are not repeated."
+    if self.last_time is None: self._choose_families(getattr(bars, "columns", ()))
     check_bars(bars, self._need())
     if self.last_time is None: self._start(bars, funding, open_interest, premium)
     elif bars.index[0] <= self.last_time: raise ValueError(f"bars: must continue after {self.last_time}; got a bar at {bars.index[0]}")
     cols = {k: np.ascontiguousarray(bars[k].to_numpy(np.float64)) for k in self._need()}
-    out = self._step(cols, _open_ms(bars.index), funding, open_interest, premium)
+    out = self._step(cols, time_to_ms(bars.index), funding, open_interest, premium)
     self.last_time = bars.index[-1]
     return pd.DataFrame(out, index=bars.index.copy(), copy=False) # one block per column: no copy
 
 # %% ../nbs/02_features.ipynb #471b33fe
 @patch
-def _need(self:FeatureState) -> list[str]:
+def _choose_families(self:FeatureState, columns) -> None:
+    "Leave out the families whose extra columns the bars lack (plain OHLCV has no taker volume), with one warning."
     p = self.params
-    return ["open", "high", "low", "close", "volume"] + (["taker_buy_volume"] if "taker" in p.families + p.mtf_families else [])
+    lacking = {f: [c for c in _FAMILY_COLUMNS.get(f, []) if c not in columns] for f in dict.fromkeys(p.families + p.mtf_families)}
+    lacking = {f: cs for f, cs in lacking.items() if cs}
+    if not lacking: return
+    self.families = tuple(f for f in p.families if f not in lacking)
+    self.mtf_families = tuple(f for f in p.mtf_families if f not in lacking)
+    cols = sorted({c for cs in lacking.values() for c in cs})
+    warnings.warn(f"bars have no {', '.join(map(repr, cols))} column: left out the feature families {list(lacking)}", stacklevel=4)
 
+@patch
+def _need(self:FeatureState) -> list[str]:
+    "The bar columns the chosen families read."
+    extra = dict.fromkeys(c for f in self.families + self.mtf_families for c in _FAMILY_COLUMNS.get(f, []))
+    return ["open", "high", "low", "close", "volume", *extra]
+
+# %% ../nbs/02_features.ipynb #280e1d0a
 @patch
 def _start(self:FeatureState, bars, funding, open_interest, premium):
     "First frame: fix the interval, check the length against the windows, note which optional sources are used."
     p = self.params
     if self.interval is None: self.interval = bars.attrs.get("interval") or infer_interval(bars.index)
     if self.interval not in _FIXED: raise ValueError(f"bars: interval {self.interval!r} is not supported as the base interval")
-    short = {k: n for k, n in p.min_rows(p.families).items() if n > len(bars)}
+    short = {k: n for k, n in p.min_rows(self.families).items() if n > len(bars)}
     if short:
         name, n = max(short.items(), key=lambda kv: kv[1])
         raise ValueError(f"bars: {len(bars)} rows is too short for {name} (needs at least {n} rows); pass more bars or shorten features.* windows")
@@ -469,10 +545,10 @@ def _start(self:FeatureState, bars, funding, open_interest, premium):
         check_frame(premium, required=["close"], name="premium", positive=[])
         self._premium_ms = interval_ms(premium.attrs.get("interval") or infer_interval(premium.index))
 
+# %% ../nbs/02_features.ipynb #16f9ef92
 @patch
 def _step(self:FeatureState, cols:dict, open_ms:np.ndarray, funding, open_interest, premium) -> dict:
     "Every feature column of the rows in `cols` (arrays), continuing the state."
-    p = self.params
     for k, v in (("funding", funding), ("open_interest", open_interest), ("premium", premium)):
         if v is not None and not self._sources[k]: raise ValueError(f"{k}: was not given when this state started; its columns are fixed")
     base_ms = _FIXED[self.interval]
@@ -481,10 +557,10 @@ def _step(self:FeatureState, cols:dict, open_ms:np.ndarray, funding, open_intere
         raise ValueError(f"bars: open time {pd.Timestamp(int(open_ms[i]), unit='ms', tz='UTC')} is not on a {self.interval} boundary")
     close_ms = (open_ms + base_ms).astype(np.float64)
     ops = _Ops(self.states)
-    out = _bar_features(ops, cols, p, p.families)
+    out = _bar_features(ops, cols, self.params, self.families)
     out.update(self._mtf_features(cols, open_ms))
-    if "funding" in p.families and self._sources["funding"]: out.update(self._funding_features(funding, premium, close_ms, ops))
-    if "open_interest" in p.families and self._sources["open_interest"]:
+    if "funding" in self.families and self._sources["funding"]: out.update(self._funding_features(funding, premium, close_ms, ops))
+    if "open_interest" in self.families and self._sources["open_interest"]:
         out.update(self._oi_features(open_interest, close_ms, ops, cols["volume"]))
     if self.columns is None: self.columns = list(out)
     return {k: out[k] for k in self.columns}
@@ -511,7 +587,7 @@ def update(self:FeatureState,
     if not all(np.isfinite(x) and x > 0 for x in (o, h, l, c)): raise ValueError(f"bar {t}: prices must be finite and > 0, got {o, h, l, c}")
     if not (l <= min(o, c) and h >= max(o, c)): raise ValueError(f"bar {t}: inconsistent OHLC: open {o} high {h} low {l} close {c}")
     if not v >= 0: raise ValueError(f"bar {t}: volume must be >= 0 and not NaN, got {v}")
-    out = self._step(cols, np.array([t.value // 1_000_000], np.int64), funding, open_interest, premium)
+    out = self._step(cols, np.array([time_to_ms(t)], np.int64), funding, open_interest, premium)
     self.last_time = t
     return pd.Series(np.fromiter((x[0] for x in out.values()), np.float64, len(out)), index=self._column_index(), name=t)
 

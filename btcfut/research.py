@@ -12,7 +12,8 @@ import numpy as np, pandas as pd
 from numba import njit
 from .core import Config, get_logger, interval_ms
 from .walkforward import walk_forward_folds, run_walk_forward, sweep, param_grid, WalkForwardResult
-from .metrics import MetricsCalculator, metrics_table, print_metrics, write_report, periods_per_year, sharpe_ratio
+from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metrics, write_report, periods_per_year,
+                            sharpe_ratio)
 
 # %% auto #0
 __all__ = ['ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog', 'apply_risk', 'strategy_target',
@@ -253,7 +254,37 @@ class ResearchResult:
                 f"Sharpe {m.loc['sharpe','strategy']:.2f} vs buy-and-hold {m.loc['sharpe','buy and hold']:.2f}, "
                 f"DSR {m.loc['dsr','strategy']:.2f})")
 
-# %% ../nbs/06a_research.ipynb #c50eeb8a
+# %% ../nbs/06a_research.ipynb #4854439a
+def _fold_hooks(engine, sizer, risk, st:"ResearchSettings", funding:pd.DataFrame, log:RiskLog):
+    "The walk-forward hooks: `retrain` sweeps the grid on a fold's training rows, `signal` trades the winner, risk-checked."
+    configs = st.configs()
+    if not configs: raise ValueError(f"research grid has no configuration with fast < slow: {st.grid}")
+    def retrain(fold, train):
+        b, m = _bars(train), _mark(train)
+        def score(p):
+            res = engine.run(b, decisions_only(strategy_target(train, p, sizer, st)), mark=m, funding=funding)
+            return sharpe_ratio(res.returns, st.bars_per_year) if res.totals["n_trades"] or res.totals["open_position"] else float("nan")
+        return sweep(configs, score)
+    def signal(params, hist, fold):
+        # every bar's target, but the risk manager checks only the test window's decisions
+        tgt = strategy_target(hist, params, sizer, st, risk, log, risk_from=fold.test_start)
+        return decisions_only(tgt, first=fold.test_start)
+    return retrain, signal
+
+# %% ../nbs/06a_research.ipynb #7a5f38a7
+def _research_metrics(wf:WalkForwardResult, baseline, unmanaged, cfg:Config, st:"ResearchSettings") -> pd.DataFrame:
+    "Per-fold results into `wf.fold_stats`; the metrics table of the strategy (without halts too) and buy-and-hold."
+    per_fold = fold_metrics(wf.returns, wf.fold_of(), st.bars_per_year)
+    per_fold["baseline_return"] = fold_metrics(baseline.returns, wf.fold_of(), st.bars_per_year)["total_return"]
+    wf.fold_stats = wf.fold_stats.join(per_fold)
+    mc = MetricsCalculator(cfg, interval=st.interval)
+    sr_var = wf.trial_score_var() / st.bars_per_year  # annualized Sharpe variance → per bar
+    n_trials = wf.n_trials * st.rule_variants_tried
+    cols = [mc.compute(wf.backtest, n_trials=n_trials, sr_var=sr_var, name="strategy")]
+    if unmanaged is not None: cols.append(mc.compute(unmanaged, n_trials=n_trials, sr_var=sr_var, name="strategy, no halts"))
+    return metrics_table(*cols, mc.compute(baseline, n_trials=1, name="buy and hold"))
+
+# %% ../nbs/06a_research.ipynb #f9aa6caa
 def run_research(sample, # btcfut.data.store.Sample
                  cfg:Config|None=None,
                  progress:bool=True, # tqdm over folds
@@ -269,41 +300,17 @@ def run_research(sample, # btcfut.data.store.Sample
     off = dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
     engine = BacktestEngine(cfg, leverage=st.margin_leverage, **off) # sweep and buy-and-hold: no halts
     traded = BacktestEngine(cfg, leverage=st.margin_leverage, **(dict(risk_limits=True) if st.risk_limits else off))
-    sizer, risk = PositionSizer(cfg), RiskManager(cfg)
-    funding, configs, rlog = sample.funding, st.configs(), RiskLog()
-    if not configs: raise ValueError(f"research grid has no configuration with fast < slow: {st.grid}")
-
-    def retrain(fold, train):
-        b, m = _bars(train), _mark(train)
-        def score(p):
-            res = engine.run(b, decisions_only(strategy_target(train, p, sizer, st)), mark=m, funding=funding)
-            return sharpe_ratio(res.returns, st.bars_per_year) if res.totals["n_trades"] or res.totals["open_position"] else float("nan")
-        return sweep(configs, score)
-
-    def signal(params, hist, fold):
-        # every bar's target, but the risk manager checks only the test window's decisions
-        tgt = strategy_target(hist, params, sizer, st, risk, rlog, risk_from=fold.test_start)
-        return decisions_only(tgt, first=fold.test_start)
-
+    funding, rlog = sample.funding, RiskLog()
+    retrain, signal = _fold_hooks(engine, PositionSizer(cfg), RiskManager(cfg), st, funding, rlog)
+    run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
     folds = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)
-    backtest = lambda tgt: traded.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
     t1 = time.perf_counter()
-    wf = run_walk_forward(frame, folds, retrain, signal, backtest, st.bars_per_year, progress)
+    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress)
     timings["walk_forward_s"] = time.perf_counter() - t1
-    span = wf.target.index
-    baseline = engine.run(_bars(frame.loc[span]), buy_and_hold_target(span, folds), mark=_mark(frame.loc[span]), funding=funding)
-    # per-fold buy-and-hold over the bars each fold owns
-    owner = wf.fold_of()
-    br = baseline.returns.fillna(0.0)
-    wf.fold_stats["baseline_return"] = [float((1 + br[(owner == k).to_numpy()]).prod() - 1) for k in wf.fold_stats.index]
-    mc = MetricsCalculator(cfg, interval=st.interval)
-    sr_var = wf.trial_score_var() / st.bars_per_year  # annualized Sharpe variance → per bar
-    n_trials = wf.n_trials * st.rule_variants_tried
+    baseline = run(engine, buy_and_hold_target(wf.target.index, folds))
     # the halts are a control, not part of the rule: show the same OOS targets without them beside the managed run
-    unmanaged = engine.run(_bars(frame.loc[span]), wf.target, mark=_mark(frame.loc[span]), funding=funding) if st.risk_limits else None
-    cols = [mc.compute(wf.backtest, n_trials=n_trials, sr_var=sr_var, name="strategy")]
-    if unmanaged is not None: cols.append(mc.compute(unmanaged, n_trials=n_trials, sr_var=sr_var, name="strategy, no halts"))
-    m = metrics_table(*cols, mc.compute(baseline, n_trials=1, name="buy and hold"))
+    unmanaged = run(engine, wf.target) if st.risk_limits else None
+    m = _research_metrics(wf, baseline, unmanaged, cfg, st)
     timings["total_s"] = time.perf_counter() - t0
     return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, st, None, timings)
 

@@ -12,32 +12,15 @@ from typing import Any, Mapping
 import numpy as np, pandas as pd
 from numba import njit
 from scipy import special
-from .core import Config, interval_offset, to_utc
+from .core import Config, interval_offset, parse_side, to_utc
 
 # %% auto #0
-__all__ = ['BTCUSDT_BRACKETS_2024_10', 'parse_side', 'LeverageBrackets', 'default_brackets', 'liquidation_price_nb',
-           'isolated_margin', 'liquidation_price', 'maint_margin_nb', 'max_qty_for_liq_distance',
-           'liq_prob_first_passage', 'liq_log_distance_for_prob', 'sample_forecast', 'liq_prob_forecast',
-           'liq_prob_empirical', 'liq_prob_brute_force', 'funding_payments', 'realized_funding', 'expected_funding',
-           'var_es']
+__all__ = ['BTCUSDT_BRACKETS_2024_10', 'LeverageBrackets', 'default_brackets', 'liquidation_price_nb', 'isolated_margin',
+           'liquidation_price', 'maint_margin_nb', 'max_qty_for_liq_distance', 'liq_prob_first_passage',
+           'liq_log_distance_for_prob', 'sample_forecast', 'liq_prob_forecast', 'liq_prob_empirical',
+           'liq_prob_brute_force', 'funding_payments', 'realized_funding', 'expected_funding', 'var_es']
 
 # %% ../nbs/04_risk.ipynb #d48eefa9
-_SIDE_NAMES = {"long": 1, "buy": 1, "short": -1, "sell": -1}
-_SIDE_HELP = "expected 1/'long'/'buy' or -1/'short'/'sell'"
-
-def parse_side(side) -> int|np.ndarray:
-    "±1 from `1`/`'long'`/`'buy'` or `-1`/`'short'`/`'sell'` (scalar or array); anything else raises `ValueError`."
-    if type(side) in (int, float) and side in (1, -1): return int(side)     # the common case, fast
-    if isinstance(side, str):
-        try: return _SIDE_NAMES[side.lower()]
-        except KeyError: raise ValueError(f"unknown side {side!r}; {_SIDE_HELP}") from None
-    arr = np.asarray(side)
-    if arr.dtype.kind in "OUS": arr = np.array([parse_side(s) for s in arr.ravel()]).reshape(arr.shape)
-    if arr.dtype.kind not in "iuf" or arr.size == 0: raise ValueError(f"unknown side {side!r}; {_SIDE_HELP}")
-    bad = ~np.isin(arr, (1, -1))
-    if bad.any(): raise ValueError(f"unknown side {_first(arr, bad)!r}; {_SIDE_HELP}")
-    return int(arr) if arr.ndim == 0 else arr.astype(np.int64)
-
 def _as_float(name:str, x) -> np.ndarray:
     if type(x) in (float, int) and math.isfinite(x): return np.asarray(x, dtype=np.float64)    # fast scalar path
     try: a = np.asarray(x, dtype=np.float64)

@@ -12,7 +12,8 @@ import pytest
 from btcfut.core import OHLCV_COLUMNS, check_frame
 from btcfut.data.store import DataManager, build_bundled_store, bundled_data_dir, load_sample, read_parquet
 
-SHARED = Path(__file__).resolve().parents[2]/"shared"/"data"/"binance"
+SHARED = next((p/"shared"/"data"/"binance" for p in Path(__file__).resolve().parents[1].parents
+               if (p/"shared"/"data"/"binance").is_dir()), Path("shared-archive-not-found")) # beside the checkout or above
 BUNDLED = bundled_data_dir()
 
 

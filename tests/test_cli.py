@@ -1,5 +1,5 @@
 """The `btcfut` command end to end, as a user runs it: real processes, the fake exchange over loopback."""
-import json, os, socket, subprocess, sys, time, urllib.request
+import json, os, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -7,6 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BTCFUT = str(Path(sys.executable).parent / "btcfut")
 SHARED = ROOT.parent / "shared" / "data" / "binance"
+LOGS = tempfile.mkdtemp(prefix="btcfut-test-logs-")  # the commands' log and audit files, out of the repository
+ENV = {**{k: v for k, v in os.environ.items() if k != "BTCFUT_DATA_DIR"}, "BTCFUT_CONFIG": "", "BTCFUT_LOG_DIR": LOGS}
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -14,14 +16,14 @@ def _free_port() -> int:
 
 def run(*args, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([BTCFUT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "BTCFUT_CONFIG": ""})
+                          env=ENV)
 
 @pytest.fixture(scope="module")
 def fake_exchange():
     if not SHARED.is_dir(): pytest.skip(f"shared archive data not found at {SHARED}")
     port = _free_port()
     p = subprocess.Popen([BTCFUT, "fakex", "--port", str(port), "--archive-root", str(SHARED)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -65,3 +67,9 @@ def test_bad_input_gets_a_clear_error(tmp_path):
             "--base-url", "http://127.0.0.1:9")
     assert r.returncode == 2 and "before" in r.stderr.lower(), r.stderr
     assert not any(tmp_path.rglob("*.parquet")), "a failed fetch wrote files"
+
+def test_fetch_takes_epoch_milliseconds(fake_exchange, tmp_path):
+    r = run("--data-dir", str(tmp_path), "data", "fetch", "--interval", "1h", "--start", "1704067200000",
+            "--end", "2024-01-03", "--base-url", fake_exchange)               # 1704067200000 = 2024-01-01 00:00 UTC
+    assert r.returncode == 0, r.stderr
+    assert "fetched 48 rows" in r.stdout

@@ -1,6 +1,7 @@
 """Heavier checks of btcfut.features on the bundled real data (the notebook runs lighter versions):
 ta equality on all 1h bars, incremental == batch bar by bar over 3,000 bars (1h with funding/OI/premium, 1m with
-5m/1h joins), and causality property-tested with hypothesis on 1h and 1m bars."""
+5m/1h joins), causality property-tested with hypothesis on 1h and 1m bars, and plain OHLCV bars (five columns)."""
+import warnings
 import numpy as np, pandas as pd, pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
@@ -113,3 +114,23 @@ def test_causality_property(cfg, h1, m1, which):
         bad = [c for c in full.columns if not same(x[c], y[c])]
         assert not bad, (cut, remove, bad)
     check()
+
+
+def test_plain_ohlcv(cfg, h1):
+    "Bars with only open/high/low/close/volume: every family but taker, one warning, causal, incremental == batch."
+    plain = h1.bars[["open", "high", "low", "close", "volume"]].iloc[-2_000:]
+    fund = h1.funding[h1.funding.index >= plain.index[0] - pd.Timedelta(days=10)]
+    with pytest.warns(UserWarning, match=r"no 'taker_buy_volume' column: left out the feature families \['taker'\]") as rec:
+        full = build_features(plain, fund, cfg=cfg)
+    assert len(rec) == 1 and not any(c.startswith("taker_") for c in full.columns) and "rsi_14_4h" in full.columns
+    ref = build_features(h1.bars.loc[plain.index], fund, cfg=cfg)
+    assert np.array_equal(full.to_numpy(), ref[full.columns].to_numpy(), equal_nan=True)
+    cut = 1_500
+    later = plain.copy(); later.iloc[cut + 1:, :4] *= 1.5  # prices after `cut` change: nothing at or before it may
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        moved = build_features(later, fund, cfg=cfg)
+        state = FeatureState(cfg); head = state.run(plain.iloc[:cut], fund)
+    assert np.array_equal(full.iloc[:cut + 1].to_numpy(), moved.iloc[:cut + 1].to_numpy(), equal_nan=True)
+    rows = pd.DataFrame([state.update(plain.iloc[i], fund) for i in range(cut, len(plain))], index=plain.index[cut:])
+    assert np.array_equal(pd.concat([head, rows]).to_numpy(), full.to_numpy(), equal_nan=True)

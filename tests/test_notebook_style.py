@@ -23,6 +23,33 @@ def test_imports_stand_alone(nb):
     assert not bad, f"{nb.name}: cells mixing imports with other code (docs build would execute them): {bad}"
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_starts_with_title(nb):
+def test_starts_with_title_and_summary(nb):
+    "A chapter opens with `# Title` and, on the next non-empty line, a `> one-line summary` (nbdev's description)."
     first = nbformat.read(nb, as_version=4).cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# "), f"{nb.name} must open with a markdown title"
+    lines = [l for l in first.source.splitlines()[1:] if l.strip()]
+    assert lines and lines[0].startswith("> ") and len(lines[0]) > 10, \
+        f"{nb.name}: the title must be followed by a '> one-line summary' line, got {lines[0][:60] if lines else 'nothing'!r}"
+
+# Documents that live outside the repository: the docs site and the notebooks are all a user has, so a notebook
+# states the rule or formula where it uses it instead of pointing to them.
+OUTSIDE_DOCS = re.compile(r"\bDESIGN\b(?:\.md)?(?:\s*§\s*\d+)?|\b(?:STYLE|NBDEV)\.md\b|(?i:\bfoundation issue\b|\bissue\s*#?\d+\b)")
+
+def outside_references(nb) -> list[str]:
+    "`cell N: …text…` for every reference to a document outside the repository, in any cell."
+    out = []
+    for i, c in enumerate(nb.cells):
+        for line in c.source.splitlines():
+            for m in OUTSIDE_DOCS.finditer(line):
+                out.append(f"cell {i}: …{line[max(0, m.start() - 40):m.end() + 20]}…")
+    return out
+
+def test_reference_pattern():
+    found = lambda s: bool(OUTSIDE_DOCS.search(s))
+    assert found("rules of DESIGN §4") and found("see the foundation issue") and found("as issue 13 asks") and found("NBDEV.md")
+    assert not found("a design choice") and not found("no issue with 13 bars") and not found("Bailey (2014, §3)")
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_no_reference_outside_the_repository(nb):
+    refs = outside_references(nbformat.read(nb, as_version=4))
+    assert not refs, f"{nb.name} points to documents outside the repository; state the rule where it is used:\n  " + "\n  ".join(refs)

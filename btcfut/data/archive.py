@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01_data.archive.ipynb #1e503e0f
 from __future__ import annotations
-import hashlib, io, os, re, time, zipfile, zlib
+import hashlib, http.client, io, os, re, time, zipfile, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -15,10 +15,10 @@ import pyarrow as pa, pyarrow.csv as pacsv
 from ..core import INTERVALS, OHLCV_COLUMNS, PRICE_COLUMNS, check_interval, check_frame, interval_ms, to_utc, get_logger
 
 # %% auto #0
-__all__ = ['ARCHIVE_SPECS', 'BAR_DATASETS', 'ArchiveError', 'ArchiveSpec', 'archive_spec', 'check_symbol', 'ArchiveFile',
-           'parse_archive_name', 'sha256_file', 'read_checksum', 'verify_checksum', 'parse_archive_csv',
-           'read_archive_bytes', 'read_archive', 'shared_archive_dir', 'find_archive_files', 'check_series',
-           'archive_files', 'DownloadReport', 'download_archive']
+__all__ = ['ARCHIVE_SPECS', 'BAR_DATASETS', 'BAR_RULES', 'ArchiveError', 'ArchiveSpec', 'archive_spec', 'check_symbol',
+           'ArchiveFile', 'parse_archive_name', 'sha256_file', 'read_checksum', 'verify_checksum', 'impossible_bars',
+           'check_bars', 'parse_archive_csv', 'read_archive_bytes', 'read_archive', 'shared_archive_dir',
+           'find_archive_files', 'check_series', 'archive_files', 'DownloadReport', 'download_archive']
 
 # %% ../../nbs/01_data.archive.ipynb #947a00fe
 _log = get_logger("btcfut.data.archive")
@@ -293,6 +293,33 @@ def _check_order(df:pd.DataFrame, spec:ArchiveSpec, what:str):
             i = int(np.argmax(dt < 0)) + 1
             raise ArchiveError(f"{what}: timestamps not increasing: {df.index[i]} follows {df.index[i-1]}")
 
+# %% ../../nbs/01_data.archive.ipynb #b854e325
+_VOLUME_COLUMNS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+BAR_RULES = "low ≤ open, close ≤ high, prices > 0, volume ≥ 0"
+
+def impossible_bars(bars:pd.DataFrame) -> np.ndarray:
+    "Row mask of physically impossible bars (breaking `BAR_RULES`); frames without OHLC columns have none."
+    bad = np.zeros(len(bars), dtype=bool)
+    if not set(PRICE_COLUMNS) <= set(bars.columns): return bad
+    o, h, l, c = (bars[k].to_numpy(dtype="float64") for k in PRICE_COLUMNS)
+    with np.errstate(invalid="ignore"):
+        for v in (o, h, l, c): bad |= ~(v > 0)
+        bad |= (l > o) | (l > c) | (h < o) | (h < c)
+        for k in _VOLUME_COLUMNS:
+            if k in bars.columns: bad |= bars[k].to_numpy(dtype="float64") < 0 # NaN (not reported) is allowed
+    return bad
+
+# %% ../../nbs/01_data.archive.ipynb #876164c1
+def check_bars(bars:pd.DataFrame, name:str="bars") -> pd.DataFrame:
+    "Return `bars` if none is impossible, else raise `ArchiveError` naming `name`, the first bad row and the count."
+    bad = impossible_bars(bars)
+    if bad.any():
+        i = int(np.argmax(bad)); r = bars.iloc[i]
+        vals = ", ".join(f"{k} {r[k]:g}" for k in [*PRICE_COLUMNS, "volume"] if k in bars.columns)
+        raise ArchiveError(f"{name}: impossible bar at {bars.index[i]} (row {i + 1}): {vals}; "
+                           f"expected {BAR_RULES} ({int(bad.sum())} such row(s))")
+    return bars
+
 # %% ../../nbs/01_data.archive.ipynb #7fe53f37
 def parse_archive_csv(data:bytes, # the CSV bytes
                       dataset:str, # archive dataset name, e.g. 'klines'
@@ -319,7 +346,7 @@ def parse_archive_csv(data:bytes, # the CSV bytes
         for c in positive:
             v = df[c].to_numpy()
             if (~np.isfinite(v) | (v <= 0)).any(): raise ArchiveError(f"{name}: column {c!r} must be finite and > 0")
-    return df
+    return check_bars(df, name)
 
 # %% ../../nbs/01_data.archive.ipynb #43adeff5
 def read_archive_bytes(path, member:str|None=None) -> bytes:
@@ -352,10 +379,9 @@ def read_archive(path, # an archive zip
 
 # %% ../../nbs/01_data.archive.ipynb #28e39965
 def shared_archive_dir() -> Path|None:
-    "The real Binance sample in the archive's layout (`../shared/data/binance` beside the repository), if present."
+    "The real Binance sample in the archive's layout (`shared/data/binance` beside the repository or a folder above it), if present."
     from btcfut.core import project_root
-    p = project_root().parent/"shared"/"data"/"binance"
-    return p if p.exists() else None
+    return next((p/"shared"/"data"/"binance" for p in project_root().parents if (p/"shared"/"data"/"binance").is_dir()), None)
 
 # %% ../../nbs/01_data.archive.ipynb #5724fd1b
 def find_archive_files(src, # a directory holding archive zips (any depth) or one zip
@@ -427,7 +453,7 @@ def _get(url:str, timeout:float, headers:dict|None=None):
 
 # %% ../../nbs/01_data.archive.ipynb #0ff9484f
 def _fetch_file(url:str, dest:Path, timeout:float, retries:int, backoff_s:float, bar=None) -> tuple[int, bool]:
-    "Download `url` to `dest` via `dest.part`, resuming with Range; return (bytes fetched, resumed?)."
+    "Download `url` to `dest` via `dest.part`, resuming a cut transfer with Range; return (bytes fetched, resumed?)."
     part = dest.with_name(dest.name + ".part")
     total, resumed = 0, False
     for attempt in range(retries + 1):
@@ -436,24 +462,37 @@ def _fetch_file(url:str, dest:Path, timeout:float, retries:int, backoff_s:float,
             with _get(url, timeout, {"Range": f"bytes={have}-"} if have else None) as r:
                 if have and r.status == 206: resumed = True; mode = "ab"
                 else: mode, have = "wb", 0
-                if bar is not None:
-                    n = r.headers.get("Content-Length")
-                    bar.reset(total=have + int(n) if n else None); bar.update(have)
+                n = r.headers.get("Content-Length")
+                expect = int(n) if n and n.isdigit() else None
+                if bar is not None: bar.reset(total=have + expect if expect is not None else None); bar.update(have)
+                dest.parent.mkdir(parents=True, exist_ok=True) # only once the server has the file: no empty folders
+                got = 0
                 with open(part, mode) as f:
                     for chunk in iter(lambda: r.read(1 << 16), b""):
-                        f.write(chunk); total += len(chunk)
+                        f.write(chunk); total += len(chunk); got += len(chunk)
                         if bar is not None: bar.update(len(chunk))
                     f.flush(); os.fsync(f.fileno())
+                if expect is not None and got < expect: # the connection closed early: keep `.part`, resume it
+                    raise ConnectionError(f"transfer cut after {have + got} of {have + expect} bytes")
             os.replace(part, dest)
             return total, resumed
         except urllib.error.HTTPError as e:
             if e.code == 416 and have: part.unlink(); continue # our partial file is longer than the server's: restart
             if e.code == 404: raise
             if attempt == retries or e.code < 500 and e.code != 429: raise ArchiveError(f"{url}: HTTP {e.code} {e.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+        except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as e:
             if attempt == retries: raise ArchiveError(f"{url}: download failed after {retries + 1} attempts: {e}") from None
         time.sleep(backoff_s * 2 ** attempt)
     raise ArchiveError(f"{url}: download failed")
+
+# %% ../../nbs/01_data.archive.ipynb #d28d6cc4
+def _prune_empty(d:Path, top:Path, keep_top:bool=True):
+    "Remove `d` and its parents below `top` (and `top` unless `keep_top`) while they are empty."
+    d, top = Path(d), Path(top)
+    while top in d.parents or (d == top and not keep_top):
+        try: d.rmdir()
+        except OSError: return # not empty (or gone)
+        d = d.parent
 
 # %% ../../nbs/01_data.archive.ipynb #b0bfb8f4
 def download_archive(dataset:str, # archive dataset, e.g. 'klines', 'fundingRate', 'metrics'
@@ -467,9 +506,10 @@ def download_archive(dataset:str, # archive dataset, e.g. 'klines', 'fundingRate
                      progress:bool=True, # tqdm progress bars
                      timeout:float=30.0, retries:int=3, backoff_s:float=0.5,
                     ) -> DownloadReport:
-    "Mirror the archive files that cover `[start, end)` into `dest`, resuming partial downloads and verifying checksums."
+    "Mirror the archive files that cover `[start, end)` into `dest`, resuming cut downloads and verifying checksums; `ArchiveError` if the server has none of them."
     files = archive_files(dataset, symbol, start, end, interval, period)
     dest, rep = Path(dest), DownloadReport()
+    dest_existed = dest.exists()
     from tqdm.auto import tqdm
     outer = tqdm(files, desc=f"{dataset} {symbol} {interval or ''}".strip(), unit="file", disable=not progress)
     bar = tqdm(unit="B", unit_scale=True, leave=False, disable=not progress)
@@ -477,7 +517,6 @@ def download_archive(dataset:str, # archive dataset, e.g. 'klines', 'fundingRate
         for f in outer:
             url = f"{base_url.rstrip('/')}/data/{f.relpath}"
             path = dest/f.relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
             ck = path.with_name(path.name + ".CHECKSUM")
             if checksum:
                 try: _fetch_file(url + ".CHECKSUM", ck, timeout, retries, backoff_s)
@@ -487,7 +526,8 @@ def download_archive(dataset:str, # archive dataset, e.g. 'klines', 'fundingRate
                     if not checksum or verify_checksum(path): rep.skipped.append(path); continue
                 except ArchiveError: path.unlink() # a stale or broken copy: fetch again
             try: n, resumed = _fetch_file(url, path, timeout, retries, backoff_s, bar)
-            except urllib.error.HTTPError: rep.missing.append(url); continue
+            except urllib.error.HTTPError:
+                rep.missing.append(url); ck.unlink(missing_ok=True); _prune_empty(path.parent, dest, dest_existed); continue
             rep.bytes += n
             if resumed: rep.resumed.append(path)
             if checksum:
@@ -497,4 +537,7 @@ def download_archive(dataset:str, # archive dataset, e.g. 'klines', 'fundingRate
             _log.info("downloaded", extra={"fields": {"url": url, "bytes": n, "resumed": resumed}})
     finally:
         bar.close(); outer.close()
+    if files and not rep.paths:
+        raise ArchiveError(f"{base_url}: the server has none of the {len(files)} file(s) for {dataset} {symbol} "
+                           f"{interval or ''} [{to_utc(start)}, {to_utc(end)}); first missing: {rep.missing[0]}".replace("  ", " "))
     return rep
