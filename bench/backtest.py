@@ -12,10 +12,11 @@ size-dependent slippage. vectorbt: `Portfolio.from_signals` with the signals shi
 backtesting.py: a Strategy reading the same signal array, `trade_on_close=False`.
 
 Prints progress to stderr and one JSON object as the last line of stdout.
-Run: `.venv/bin/python bench/backtest.py` (about 2-3 minutes on 2 cores); `--quick` for a smoke run.
+Run: `.venv/bin/python bench/backtest.py` (about 2-3 minutes on 2 cores); `--quick` for a smoke run; `--ours-only` times
+only this engine (also what happens for a peer that is not installed: its figures are null).
 """
 from __future__ import annotations
-import argparse, json, os, subprocess, sys, tempfile, time, warnings
+import argparse, importlib.util, json, os, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -114,6 +115,7 @@ def main():
     ap.add_argument("--sweep", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    ap.add_argument("--ours-only", action="store_true", help="skip vectorbt and backtesting.py")
     a = ap.parse_args()
     if a.quick: a.bars, a.bt_slice, a.sweep, a.repeat = 20_000, 5_000, 4, 1
     fast, slow, stop = 120, 720, 0.015
@@ -133,18 +135,25 @@ def main():
     ours_s, res = best_of(lambda: eng.run(bars, target, funding=funding, stop_loss=stop), a.repeat)
     log(f"  {ours_s:.4f} s, {res}")
 
-    log("vectorbt ...")
-    naive = bars.copy(); naive.index = naive.index.tz_localize(None) # vectorbt's fast path: a tz-naive index
-    t0 = time.perf_counter(); run_vectorbt(naive.iloc[:2000], sig[:2000], stop, fees, slip); vbt_warm_s = time.perf_counter() - t0
-    vectorbt_s, pf = best_of(lambda: run_vectorbt(naive, sig, stop, fees, slip), a.repeat)
-    t0 = time.perf_counter(); run_vectorbt(bars, sig, stop, fees, slip); vbt_tz_s = time.perf_counter() - t0
-    log(f"  {vectorbt_s:.4f} s on a tz-naive index, {vbt_tz_s:.2f} s on the tz-aware one (its numba warm-up {vbt_warm_s:.1f} s excluded)")
+    vectorbt_s = vbt_warm_s = vbt_tz_s = pf = None
+    if not a.ours_only and importlib.util.find_spec("vectorbt"):
+        log("vectorbt ...")
+        naive = bars.copy(); naive.index = naive.index.tz_localize(None) # vectorbt's fast path: a tz-naive index
+        t0 = time.perf_counter(); run_vectorbt(naive.iloc[:2000], sig[:2000], stop, fees, slip); vbt_warm_s = time.perf_counter() - t0
+        vectorbt_s, pf = best_of(lambda: run_vectorbt(naive, sig, stop, fees, slip), a.repeat)
+        t0 = time.perf_counter(); run_vectorbt(bars, sig, stop, fees, slip); vbt_tz_s = time.perf_counter() - t0
+        log(f"  {vectorbt_s:.4f} s on a tz-naive index, {vbt_tz_s:.2f} s on the tz-aware one (its numba warm-up {vbt_warm_s:.1f} s excluded)")
+    else: log("vectorbt: skipped")
 
     n_bt = min(a.bt_slice, len(bars))
-    log(f"backtesting.py on {n_bt:,} bars ...")
-    t0 = time.perf_counter(); stats = run_backtesting(bars.iloc[:n_bt], sig[:n_bt], stop, fees); bt_slice_s = time.perf_counter() - t0
-    backtesting_s = bt_slice_s*len(bars)/n_bt
-    log(f"  {bt_slice_s:.2f} s on the slice → {backtesting_s:.1f} s scaled to {len(bars):,} bars")
+    backtesting_s = bt_slice_s = stats = None
+    if not a.ours_only and importlib.util.find_spec("backtesting"):
+        log(f"backtesting.py on {n_bt:,} bars ...")
+        t0 = time.perf_counter(); stats = run_backtesting(bars.iloc[:n_bt], sig[:n_bt], stop, fees); bt_slice_s = time.perf_counter() - t0
+        backtesting_s = bt_slice_s*len(bars)/n_bt
+        log(f"  {bt_slice_s:.2f} s on the slice → {backtesting_s:.1f} s scaled to {len(bars):,} bars")
+    else: log("backtesting.py: skipped")
+    r = lambda x, k: None if x is None else round(x, k)
 
     grid = [(f, s) for f in np.linspace(15, 240, 10).astype(int) for s in np.linspace(300, 2400, 10).astype(int)][: a.sweep]
     log(f"sweep of {len(grid)} parameter sets ...")
@@ -160,26 +169,27 @@ def main():
         "bench": "backtest", "n_bars": len(bars), "data": how,
         "funding": f"{len(funding)} real BTCUSDT funding rates from 2024-06-01 on, one per 8h on the synthetic grid",
         "mark": "mark price = last price (no 1m mark-price klines are bundled)",
-        "strategy": f"SMA({fast}) vs SMA({slow}) on 1m closes, long/short 2x equity, stop-loss {stop:.0%}, decided at the close, filled at the next open",
+        "strategy": f"SMA({fast}) vs SMA({slow}) on 1m closes, long/short 2x equity, stop-loss {stop:.1%}, decided at the close, filled at the next open",
         "ours_models": "taker fees, fixed+volatility/size slippage, real funding on mark notional, isolated margin 50x with Binance brackets, mark-price liquidation, stop-loss inside the bar (worst case), 0.001 BTC steps, 100 USDT min notional",
         "vectorbt_models": "fees, fixed slippage, sl_stop; no funding, margin or liquidation",
         "backtesting_models": "commission, sl; no funding, margin or liquidation",
-        "ours_s": round(ours_s, 5), "vectorbt_s": round(vectorbt_s, 5), "backtesting_s": round(backtesting_s, 3),
-        "ratio_vs_vectorbt": round(vectorbt_s/ours_s, 2), "ratio_vs_backtesting": round(backtesting_s/ours_s, 1),
-        "backtesting_measured_bars": n_bt, "backtesting_measured_s": round(bt_slice_s, 3),
+        "ours_s": round(ours_s, 5), "vectorbt_s": r(vectorbt_s, 5), "backtesting_s": r(backtesting_s, 3),
+        "ratio_vs_vectorbt": r(vectorbt_s and vectorbt_s/ours_s, 2), "ratio_vs_backtesting": r(backtesting_s and backtesting_s/ours_s, 1),
+        "backtesting_measured_bars": n_bt, "backtesting_measured_s": r(bt_slice_s, 3),
         "backtesting_scaled": n_bt < len(bars),
         "backtesting_note": f"backtesting.py timed on the first {n_bt:,} bars and scaled linearly to {len(bars):,}" if n_bt < len(bars) else "full run",
         "timing": f"best of {a.repeat} runs each, frames in → results out (validation, the core, result Series and ledger); numba compile excluded",
         "compile_s": round(compile_s, 2), "cache_load_s": round(cache_load_s, 3),
         "compile_note": "compile_s: cold compile in a fresh process with an empty numba cache; cache_load_s: first call when numba's on-disk cache (cache=True) is warm",
-        "vectorbt_warmup_s": round(vbt_warm_s, 2), "vectorbt_tz_aware_s": round(vbt_tz_s, 3),
+        "vectorbt_warmup_s": r(vbt_warm_s, 2), "vectorbt_tz_aware_s": r(vbt_tz_s, 3),
         "vectorbt_note": "vectorbt_s uses a tz-naive index (its fast path; the frames are converted outside the timing); with the canonical tz-aware UTC index vectorbt 1.2 + pandas 3 spends most of its time turning the index into Timestamp objects (vectorbt_tz_aware_s, one run)",
         "sweep_n": len(grid), "sweep_s": round(sweep_s, 3), "sweep_per_run_s": round(sweep_s/len(grid), 5),
         "sweep_note": "signals (two SMAs per set) + BacktestEngine.run_many (validation once, totals per set)",
         "ours_trades": t["n_trades"], "ours_liquidations": t["n_liquidations"], "ours_stop_losses": t["n_stop_loss"],
         "ours_final_equity": round(t["final_equity"], 2), "ours_fees": round(t["fees_paid"], 2),
         "ours_funding": round(t["funding_paid"], 2), "ours_slippage": round(t["slippage_paid"], 2),
-        "vectorbt_trades": int(pf.trades.count()), "backtesting_trades_on_slice": int(stats["# Trades"]),
+        "vectorbt_trades": None if pf is None else int(pf.trades.count()),
+        "backtesting_trades_on_slice": None if stats is None else int(stats["# Trades"]),
         "cpu_count": os.cpu_count(),
     }
     print(json.dumps(out))

@@ -8,52 +8,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 import numpy as np, pandas as pd
-from numba import njit
+from fastcore.basics import patch
 from .core import Config, check_frame, get_logger, PRICE_COLUMNS
-from .risk import LeverageBrackets, liquidation_price_nb
+from .risk import LeverageBrackets, bracket_index
+from .backtest_kernels import (EXIT_LIQUIDATION, EXIT_REASONS, EXIT_STOP, EXIT_TARGET, MARKET, ORDER_KINDS,
+    L_ENTRY_BAR, L_ENTRY_QTY, L_ENTRY_VALUE, L_EXIT_BAR, L_EXIT_QTY, L_EXIT_VALUE, L_FEES, L_FUNDING, L_MAX_QTY, L_PNL,
+    L_REASON, L_SIDE, L_SLIPPAGE, N_PARAMS, P_COOLDOWN_MS, P_DRAWDOWN_HALT, P_INITIAL_EQUITY, P_INTERVAL_MS, P_LEVERAGE,
+    P_MAKER, P_MAX_DAILY_LOSS, P_MIN_NOTIONAL, P_QTY_STEP, P_QTY_UNIT, P_REBALANCE_BAND, P_SLIPPAGE_BPS,
+    P_SLIPPAGE_IMPACT, P_SLIPPAGE_MAX_BPS, P_STOP_FRAC, P_TAKER, P_TARGET_FRAC, S_FUNDING_PAID, S_N_CLIPPED,
+    S_N_CLOSED, S_N_DAILY_HALTS, S_N_DRAWDOWN_HALTS, S_N_HALTED_BARS, S_ENTRY_PRICE, S_POSITION, S_RUINED, S_TURNOVER,
+    bracket_arrays, new_account, position_liq_price, run_bars, slippage_frac, state_dict, step_bar)
 
 # %% auto #0
-__all__ = ['log', 'EXIT_REASONS', 'ORDER_KINDS', 'bracket_arrays', 'bracket_index', 'position_liq_price', 'slippage_frac',
-           'FillModel', 'BacktestResult', 'BacktestEngine', 'run', 'run_many', 'warmup']
+__all__ = ['log', 'FillModel', 'BacktestResult', 'BacktestEngine', 'warmup', 'BarStepper']
 
 # %% ../nbs/05_backtest.ipynb #fe08f322
 log = get_logger(__name__)
-
-# %% ../nbs/05_backtest.ipynb #726352da
-def bracket_arrays(brackets:LeverageBrackets|None=None, # default: `LeverageBrackets.from_config(cfg)`
-                   cfg:Config|None=None) -> np.ndarray:
-    "Brackets as a C-contiguous `(5, n)` float array (floors, caps, mmr, cum, max_lev) for the compiled core."
-    b = LeverageBrackets.from_config(cfg) if brackets is None else brackets
-    return np.ascontiguousarray(np.vstack(b.as_arrays()), dtype="float64")
-
-# %% ../nbs/05_backtest.ipynb #ba0a3d23
-@njit(cache=True, error_model="numpy")
-def bracket_index(notional:float, cap:np.ndarray) -> int:
-    "Index of the bracket holding `notional` (floor <= notional < cap; the last bracket above)."
-    for k in range(cap.shape[0]):
-        if notional < cap[k]: return k
-    return cap.shape[0] - 1
-
-# %% ../nbs/05_backtest.ipynb #f6f23f54
-@njit(cache=True, error_model="numpy")
-def position_liq_price(qty:float, # signed position (BTC), + long / − short
-                       entry_price:float, # average entry price
-                       margin:float, # isolated margin (the position's wallet balance)
-                       br:np.ndarray, # `bracket_arrays()`
-                      ) -> float:
-    "Isolated liquidation price of a signed position via `btcfut.risk.liquidation_price_nb`; NaN when flat."
-    if qty == 0.0: return np.nan
-    return liquidation_price_nb(1.0 if qty > 0 else -1.0, abs(qty), entry_price, margin, 0.0, 0.0, br[0], br[1], br[2], br[3])
-
-# %% ../nbs/05_backtest.ipynb #fc077c3b
-@njit(cache=True, error_model="numpy")
-def slippage_frac(qty:float, # order size (BTC, sign ignored)
-                  prev_range:float, # (high-low)/close of the previous bar
-                  prev_volume:float, # BTC volume of the previous bar
-                  bps:float, impact:float, max_bps:float) -> float:
-    "Slippage as a fraction of price: fixed bps plus `impact*range*sqrt(qty/volume)`, capped at `max_bps`."
-    part = abs(qty)/prev_volume if prev_volume > 0 else 1.0
-    return min(bps*1e-4 + impact*prev_range*math.sqrt(part), max_bps*1e-4)
 
 # %% ../nbs/05_backtest.ipynb #1d96df6a
 @dataclass
@@ -125,339 +95,6 @@ def _engine_params(cfg:Config|None, overrides:Mapping) -> dict:
         raise ValueError(f"drawdown_cooldown_hours must be > 0 or None (halt for the rest of the run), got {p['drawdown_cooldown_hours']}")
     return p
 
-# %% ../nbs/05_backtest.ipynb #44a05baa
-# account state slots
-(_W, _POS, _ENT, _MAR, _LP, _SL, _TP, _NTR, _FUND, _RUIN, _CLIP, _TURN, _SLX, _TPX,
- _PEAK, _DAY, _DAYEQ, _HDAY, _HRES, _NHD, _NHDD, _NHB, _NST) = range(23) # risk limits: peak, day, day-start equity, halts
-# ledger columns
-(_T_EBAR, _T_XBAR, _T_SIDE, _T_QTY, _T_EVAL, _T_EQTY, _T_XVAL, _T_XQTY, _T_FEES, _T_FUND, _T_SLIP, _T_PNL,
- _T_REASON, _NT) = range(14)
-EXIT_REASONS = ("signal", "stop_loss", "take_profit", "liquidation", "order", "open", "risk_halt")
-_R_SIGNAL, _R_STOP, _R_TARGET, _R_LIQ, _R_ORDER, _R_HALT = 0.0, 1.0, 2.0, 3.0, 4.0, 6.0 # floats: no literal specializations
-ORDER_KINDS = ("market", "limit", "stop", "take_profit")
-# parameter slots
-(_P_EQ0, _P_LEV, _P_STEP, _P_MINN, _P_SBPS, _P_SIMP, _P_SMAX, _P_BAND, _P_SLF, _P_TPF, _P_MAKER, _P_TAKER,
- _P_QTY_UNIT, _P_MDL, _P_DDL, _P_COOL, _P_DT, _NP) = range(18)
-_DAY_MS = 86_400_000
-
-# %% ../nbs/05_backtest.ipynb #7f21fedf
-@njit(cache=True, error_model="numpy")
-def _snap(x):
-    "Remove float noise from a quantity (multiples of the step are exact to 1e-9 BTC)."
-    return np.rint(x*1e9)/1e9
-
-@njit(cache=True, error_model="numpy")
-def _round_qty(x, step):
-    "Round a signed quantity toward zero to a multiple of `step`."
-    n = math.floor(abs(x)/step + 1e-9)
-    return _snap(math.copysign(n*step, x))
-
-@njit(cache=True, error_model="numpy")
-def _set_levels(st, p):
-    "Stop and target levels of the current position: the per-bar price levels, else fractions of the entry price."
-    side = 1.0 if st[_POS] > 0 else -1.0
-    st[_SL] = st[_SLX] if not np.isnan(st[_SLX]) else (st[_ENT]*(1 - side*p[_P_SLF]) if p[_P_SLF] > 0 else np.nan)
-    st[_TP] = st[_TPX] if not np.isnan(st[_TPX]) else (st[_ENT]*(1 + side*p[_P_TPF]) if p[_P_TPF] > 0 else np.nan)
-
-@njit(cache=True, error_model="numpy")
-def _close_trade(st, tr, bar, reason):
-    r = int(st[_NTR])
-    tr[r, _T_XBAR] = bar; tr[r, _T_REASON] = reason
-    st[_NTR] += 1; st[_POS] = 0.0; st[_MAR] = 0.0; st[_LP] = np.nan; st[_SL] = np.nan; st[_TP] = np.nan
-
-# %% ../nbs/05_backtest.ipynb #3bd6ce83
-@njit(cache=True, error_model="numpy")
-def _fill(st, tr, p, br, err, bar, dq, price, slip, fee_rate, reason):
-    "Trade signed `dq` at reference `price`: close what it closes, open what is left. Returns 1 on a leverage error."
-    if dq == 0.0: return 0
-    px = price*(1 + slip) if dq > 0 else price*(1 - slip)
-    pos = st[_POS]
-    if pos != 0.0 and (pos > 0) != (dq > 0): # the closing leg
-        side = 1.0 if pos > 0 else -1.0
-        qc = min(abs(dq), abs(pos))
-        r = int(st[_NTR])
-        fee = qc*px*fee_rate
-        pnl = side*qc*(px - st[_ENT])
-        st[_W] += pnl - fee; st[_TURN] += qc*px
-        tr[r, _T_XVAL] += qc*px; tr[r, _T_XQTY] += qc; tr[r, _T_FEES] += fee
-        tr[r, _T_SLIP] += qc*abs(px - price); tr[r, _T_PNL] += pnl - fee
-        left = _snap(abs(pos) - qc)
-        if left == 0.0: _close_trade(st, tr, bar, reason)
-        else:
-            st[_MAR] *= left/abs(pos); st[_POS] = side*left
-            st[_LP] = position_liq_price(st[_POS], st[_ENT], st[_MAR], br)
-        dq = _snap(dq + side*qc)
-        if dq == 0.0: return 0
-        pos = st[_POS]
-    q = abs(dq)
-    free = st[_W] - st[_MAR] # isolated: other margin and unrealized PnL do not count
-    need = q*px*(1.0/p[_P_LEV] + fee_rate)
-    if need > free: # post what the free balance allows
-        q = _round_qty(max(free, 0.0)/(px*(1.0/p[_P_LEV] + fee_rate)), p[_P_STEP])
-        st[_CLIP] += 1
-        if q <= 0.0 or q*px < p[_P_MINN]: return 0 # not even one lot (min notional 0 included): no order
-    notional = (abs(pos) + q)*px
-    k = bracket_index(notional, br[1])
-    if p[_P_LEV] > br[4, k]:
-        err[0] = 1; err[1] = bar; err[2] = notional; err[3] = br[4, k]
-        return 1
-    s = 1.0 if dq > 0 else -1.0
-    r = int(st[_NTR])
-    if pos == 0.0:
-        for j in range(_NT): tr[r, j] = 0.0
-        tr[r, _T_EBAR] = bar; tr[r, _T_SIDE] = s; tr[r, _T_XBAR] = -1; tr[r, _T_REASON] = 5
-    fee = q*px*fee_rate
-    tr[r, _T_EVAL] += q*px; tr[r, _T_EQTY] += q; tr[r, _T_FEES] += fee
-    tr[r, _T_SLIP] += q*abs(px - price); tr[r, _T_PNL] -= fee
-    newq = _snap(abs(pos) + q)
-    tr[r, _T_QTY] = max(tr[r, _T_QTY], newq)
-    st[_ENT] = (abs(pos)*st[_ENT] + q*px)/newq
-    st[_POS] = s*newq; st[_MAR] += q*px/p[_P_LEV]; st[_W] -= fee; st[_TURN] += q*px
-    st[_LP] = position_liq_price(st[_POS], st[_ENT], st[_MAR], br)
-    _set_levels(st, p)
-    return 0
-
-# %% ../nbs/05_backtest.ipynb #543a7f43
-@njit(cache=True, error_model="numpy")
-def _liquidate(st, tr, bar):
-    "Lose the whole isolated margin at the liquidation price."
-    r = int(st[_NTR]); m = st[_MAR]; q = abs(st[_POS])
-    st[_W] -= m
-    tr[r, _T_PNL] -= m; tr[r, _T_XVAL] += q*st[_LP]; tr[r, _T_XQTY] += q
-    _close_trade(st, tr, bar, _R_LIQ)
-
-@njit(cache=True, error_model="numpy")
-def _pay_funding(st, tr, br, mark, rate):
-    "Charge one funding event on the position carried into the bar."
-    pay = st[_POS]*mark*rate
-    r = int(st[_NTR])
-    st[_W] -= pay; st[_MAR] -= pay; st[_FUND] += pay
-    tr[r, _T_FUND] += pay; tr[r, _T_PNL] -= pay
-    st[_LP] = position_liq_price(st[_POS], st[_ENT], st[_MAR], br)
-
-# %% ../nbs/05_backtest.ipynb #23223efd
-@njit(cache=True, error_model="numpy")
-def _exits(st, tr, p, br, err, i, allow_tp, h, l, mh, ml, fs, fe, fh, fl, rprev, vprev):
-    "Liquidation, stop and target of the position inside bar `i`: worst first, or resolved on fine bars."
-    pos = st[_POS]
-    if pos == 0.0: return 0
-    lng = pos > 0
-    lp, sl, tp = st[_LP], st[_SL], st[_TP]
-    liq = (ml[i] <= lp) if lng else (mh[i] >= lp)
-    slh = (not np.isnan(sl)) and ((l[i] <= sl) if lng else (h[i] >= sl))
-    tph = allow_tp > 0 and (not np.isnan(tp)) and ((h[i] >= tp) if lng else (l[i] <= tp))
-    event = _R_LIQ if liq else (_R_STOP if slh else (_R_TARGET if tph else -1.0))
-    if event < 0: return 0
-    if int(liq) + int(slh) + int(tph) >= 2 and fe[i] > fs[i]: # replay the bar on its fine bars
-        big = fe[i] + 1
-        kl, ks, kt = big, big, big
-        if liq: # the mark wick sits where the last price makes its adverse extreme
-            kl = fs[i]
-            for k in range(fs[i], fe[i]):
-                if (fl[k] < fl[kl]) if lng else (fh[k] > fh[kl]): kl = k
-        if slh:
-            for k in range(fs[i], fe[i]):
-                if (fl[k] <= sl) if lng else (fh[k] >= sl):
-                    ks = k; break
-        if tph:
-            for k in range(fs[i], fe[i]):
-                if (fh[k] >= tp) if lng else (fl[k] <= tp):
-                    kt = k; break
-        first = min(kl, ks, kt)
-        if first == big: return 0
-        event = _R_LIQ if kl == first else (_R_STOP if ks == first else _R_TARGET)
-    if event == _R_LIQ: _liquidate(st, tr, i); return 0
-    level = sl if event == _R_STOP else tp
-    slip = slippage_frac(pos, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
-    return _fill(st, tr, p, br, err, i, -pos, level, slip, p[_P_TAKER], event)
-
-# %% ../nbs/05_backtest.ipynb #d009a7d5
-@njit(cache=True, inline="always", error_model="numpy")
-def _touched(pos, st, hi, lo, mhi, mlo):
-    "Cheap test (inlined in the bar loop): does the bar reach the position's liquidation price, stop or target?"
-    if pos > 0: return mlo <= st[_LP] or lo <= st[_SL] or hi >= st[_TP] # NaN levels compare False
-    return mhi >= st[_LP] or hi >= st[_SL] or lo <= st[_TP]
-
-# %% ../nbs/05_backtest.ipynb #285ea50e
-@njit(cache=True, error_model="numpy")
-def _order_fill(st, tr, p, br, err, i, q, reduce, px, slip, fee_rate):
-    "Fill one explicit order of signed `q` at `px`; reduce-only is cut to the position. Returns (filled, error)."
-    pos = st[_POS]
-    if reduce:
-        if pos == 0.0 or (pos > 0) == (q > 0): return False, 0
-        q = math.copysign(min(abs(q), abs(pos)), q)
-    closes_all = pos != 0.0 and _snap(pos + q) == 0.0
-    if not closes_all and abs(q)*px < p[_P_MINN]: return False, 0
-    return True, _fill(st, tr, p, br, err, i, q, px, slip, fee_rate, _R_ORDER)
-
-# %% ../nbs/05_backtest.ipynb #42969488
-@njit(cache=True, error_model="numpy")
-def _open_gaps(st, tr, p, br, err, i, o_i, mo_i, rprev, vprev):
-    "At the open: liquidation at the mark open, or a stop/target the open gapped through (filled at the open)."
-    pos = st[_POS]; lng = pos > 0
-    slip = slippage_frac(pos, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
-    if (mo_i <= st[_LP]) if lng else (mo_i >= st[_LP]):
-        _liquidate(st, tr, i); return 0
-    if (o_i <= st[_SL]) if lng else (o_i >= st[_SL]): # NaN levels compare False
-        return _fill(st, tr, p, br, err, i, -pos, o_i, slip, p[_P_TAKER], _R_STOP)
-    if (o_i >= st[_TP]) if lng else (o_i <= st[_TP]):
-        return _fill(st, tr, p, br, err, i, -pos, o_i, slip, p[_P_TAKER], _R_TARGET)
-    return 0
-
-# %% ../nbs/05_backtest.ipynb #70fe8076
-@njit(cache=True, error_model="numpy")
-def _risk_open(st, tr, p, br, err, i, t_i, o_i, eq_prev, rprev, vprev):
-    "At the open of bar `i` (open time `t_i`, ms): is a risk halt in force? Then close the position at the open. Returns (halted, error)."
-    day = t_i // _DAY_MS
-    if day != st[_DAY]: # the UTC day's start equity is the last close before it; an earlier day's halt is over
-        st[_DAY] = day; st[_DAYEQ] = eq_prev
-        if st[_HDAY] < day: st[_HDAY] = -1.0
-    halted = st[_HDAY] == day
-    if not np.isnan(st[_HRES]):
-        if t_i < st[_HRES]: halted = True
-        else: st[_HRES] = np.nan; st[_PEAK] = eq_prev # cool-down over: the drawdown is measured afresh
-    if not halted: return False, 0
-    st[_NHB] += 1
-    pos = st[_POS]
-    if pos == 0.0: return True, 0
-    slip = slippage_frac(pos, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
-    return True, _fill(st, tr, p, br, err, i, -pos, o_i, slip, p[_P_TAKER], _R_HALT)
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _risk_close(st, p, t_i, eq_i):
-    "At the close of the bar opened at `t_i`: a daily loss or drawdown breach on the equity `eq_i` halts from the next open."
-    if p[_P_MDL] > 0 and st[_HDAY] != st[_DAY] and st[_DAYEQ] > 0 and t_i + p[_P_DT] < (st[_DAY] + 1)*_DAY_MS:
-        if 1.0 - eq_i/st[_DAYEQ] >= p[_P_MDL]: st[_HDAY] = st[_DAY]; st[_NHD] += 1
-    if p[_P_DDL] > 0 and np.isnan(st[_HRES]):
-        if eq_i > st[_PEAK]: st[_PEAK] = eq_i
-        if 1.0 - eq_i/st[_PEAK] >= p[_P_DDL]: st[_HRES] = t_i + p[_P_DT] + p[_P_COOL]; st[_NHDD] += 1
-
-# %% ../nbs/05_backtest.ipynb #620a1dd6
-@njit(cache=True, error_model="numpy")
-def _target_fill(st, tr, p, br, err, i, tgt, eq_prev, c_prev, o_i, rprev, vprev):
-    "Trade toward the target decided at the last close, at this open (rounding, minimum notional, rebalance band)."
-    tq = tgt if p[_P_QTY_UNIT] > 0 else tgt*eq_prev/c_prev
-    tq = _round_qty(tq, p[_P_STEP])
-    if abs(tq)*o_i < p[_P_MINN]: tq = 0.0
-    pos = st[_POS]
-    dq = _snap(tq - pos)
-    if dq == 0.0: return 0
-    same = pos != 0.0 and tq != 0.0 and (pos > 0) == (tq > 0)
-    if same and (abs(dq)*o_i < p[_P_MINN] or abs(dq) < p[_P_BAND]*abs(tq)*(1.0 - 1e-12)): return 0 # an exact tie trades, whatever the float rounding
-    slip = slippage_frac(dq, rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
-    return _fill(st, tr, p, br, err, i, dq, o_i, slip, p[_P_TAKER], _R_SIGNAL)
-
-# %% ../nbs/05_backtest.ipynb #5c1e1afc
-@njit(cache=True, error_model="numpy")
-def _orders_at_open(st, tr, p, br, err, i, o_i, oact, lo, nxt, ok, oq, op, orr, rprev, vprev):
-    "Market orders, and resting orders the open gapped through, filled at the open as taker."
-    for j in range(lo, nxt):
-        if oact[j] != 1 or st[_RUIN] != 0.0: continue
-        buy = oq[j] > 0; k = ok[j]; P = op[j]
-        if k == 0: hit = True
-        elif k == 2: hit = (o_i >= P) if buy else (o_i <= P) # stop
-        else: hit = (o_i <= P) if buy else (o_i >= P) # limit, take-profit
-        if not hit: continue
-        slip = slippage_frac(oq[j], rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
-        if k == 1: slip = min(slip, P/o_i - 1.0) if buy else min(slip, 1.0 - P/o_i) # never worse than the limit
-        oact[j] = 2
-        done, bad = _order_fill(st, tr, p, br, err, i, oq[j], orr[j], o_i, slip, p[_P_TAKER])
-        if bad: return 1
-    return 0
-
-# %% ../nbs/05_backtest.ipynb #8c18c454
-@njit(cache=True, error_model="numpy")
-def _orders_in_bar(st, tr, p, br, err, i, h_i, l_i, oact, lo, nxt, ok, oq, op, orr, rprev, vprev):
-    "Resting orders inside the bar, worst first: stops, then limits (maker, at their price), then take-profits."
-    filled = False
-    for k in (2, 1, 3):
-        for j in range(lo, nxt):
-            if oact[j] != 1 or ok[j] != k or st[_RUIN] != 0.0: continue
-            buy = oq[j] > 0; P = op[j]
-            hit = ((h_i >= P) if buy else (l_i <= P)) if k == 2 else ((l_i <= P) if buy else (h_i >= P))
-            if not hit: continue
-            oact[j] = 2
-            if k == 1: done, bad = _order_fill(st, tr, p, br, err, i, oq[j], orr[j], P, 0.0, p[_P_MAKER])
-            else:
-                slip = slippage_frac(oq[j], rprev, vprev, p[_P_SBPS], p[_P_SIMP], p[_P_SMAX])
-                done, bad = _order_fill(st, tr, p, br, err, i, oq[j], orr[j], P, slip, p[_P_TAKER])
-            if bad: return filled
-            filled = filled or done
-    return filled
-
-# %% ../nbs/05_backtest.ipynb #83cb9555
-@njit(cache=True, error_model="numpy")
-def _run_core(o, h, l, c, v, mo, mh, ml, mc, tms, funding, target, slp, tpp, p, br,
-              ob, ok, oq, op, orr, fs, fe, fh, fl):
-    "The bar loop: per-bar equity, position, liq price, cum. funding, leverage, liq distance, returns; ledger, state, error."
-    n = o.shape[0]; no = ob.shape[0]; has_levels = slp.shape[0] > 0
-    eq = np.empty(n); posa = np.empty(n); lpa = np.empty(n); funda = np.empty(n)
-    leva = np.empty(n); dista = np.empty(n); reta = np.empty(n)
-    st = np.zeros(_NST); st[_W] = p[_P_EQ0]; st[_LP] = np.nan; st[_SL] = np.nan; st[_TP] = np.nan
-    st[_SLX] = np.nan; st[_TPX] = np.nan
-    st[_PEAK] = p[_P_EQ0]; st[_DAY] = -1.0; st[_DAYEQ] = p[_P_EQ0]; st[_HDAY] = -1.0; st[_HRES] = np.nan
-    risk_on = p[_P_MDL] > 0 or p[_P_DDL] > 0
-    standing = np.nan; owed = False # the last target decided; whether a halt closed a position or ignored a target
-    next_day = tms[0] # open time (ms) from which the next UTC day starts
-    err = np.zeros(4)
-    tr = np.zeros((64, _NT))
-    oact = np.zeros(no, np.int8) # 0 waiting, 1 active, 2 done
-    nxt = 0; lo = 0
-    for i in range(n):
-        rprev = (h[i-1] - l[i-1])/c[i-1] if i > 0 else 0.0
-        vprev = v[i-1] if i > 0 else 0.0
-        while nxt < no and ob[nxt] <= i - 1:
-            oact[nxt] = 1; nxt += 1
-        while lo < nxt and oact[lo] == 2: lo += 1
-        need = int(st[_NTR]) + 8 + 2*(nxt - lo)
-        if need >= tr.shape[0]:
-            grown = np.zeros((max(2*tr.shape[0], 2*need), _NT)); grown[:tr.shape[0]] = tr; tr = grown
-        # funding on the position carried into the bar, at the mark open
-        if st[_POS] != 0.0 and funding[i] != 0.0: _pay_funding(st, tr, br, mo[i], funding[i])
-        if i > 0 and has_levels: # per-bar levels decided at the last close (NaN = none)
-            a, b = slp[i-1], tpp[i-1]
-            changed = not ((a == st[_SLX] or (np.isnan(a) and np.isnan(st[_SLX]))) and (b == st[_TPX] or (np.isnan(b) and np.isnan(st[_TPX]))))
-            st[_SLX] = a; st[_TPX] = b
-            if changed and st[_POS] != 0.0: _set_levels(st, p)
-        pos = st[_POS]
-        if pos != 0.0 and _touched(pos, st, o[i], o[i], mo[i], mo[i]): # the open is already through a level
-            if _open_gaps(st, tr, p, br, err, i, o[i], mo[i], rprev, vprev): break
-        halted = False; tg = target[i-1] if i > 0 else np.nan
-        if risk_on: # after the position's own exits at the open; a halt ignores targets and cancels orders
-            held = st[_POS] != 0.0
-            if tms[i] >= next_day or st[_HDAY] >= 0.0 or not np.isnan(st[_HRES]): # a new day, or a halt to look at
-                halted, bad = _risk_open(st, tr, p, br, err, i, tms[i], o[i], eq[i-1] if i > 0 else p[_P_EQ0], rprev, vprev)
-                if bad: break
-                next_day = (tms[i]//_DAY_MS + 1)*_DAY_MS
-            if not np.isnan(tg): standing = tg
-            if halted:
-                owed = owed or held or not np.isnan(tg)
-                for j in range(lo, nxt): oact[j] = 2
-            elif owed: # the halt is over: take up the standing target
-                if np.isnan(tg): tg = standing
-                owed = False
-        if not halted and not np.isnan(tg) and st[_RUIN] == 0.0:
-            if _target_fill(st, tr, p, br, err, i, tg, eq[i-1], c[i-1], o[i], rprev, vprev): break
-        if not halted and lo < nxt and _orders_at_open(st, tr, p, br, err, i, o[i], oact, lo, nxt, ok, oq, op, orr, rprev, vprev): break
-        # inside the bar: the position's own exits (worst first), then resting orders
-        pos = st[_POS]
-        if pos != 0.0 and _touched(pos, st, h[i], l[i], mh[i], ml[i]):
-            if _exits(st, tr, p, br, err, i, 1.0, h, l, mh, ml, fs, fe, fh, fl, rprev, vprev): break
-        if lo < nxt:
-            filled = _orders_in_bar(st, tr, p, br, err, i, h[i], l[i], oact, lo, nxt, ok, oq, op, orr, rprev, vprev)
-            if err[0] != 0: break
-            if filled and st[_POS] != 0.0 and _exits(st, tr, p, br, err, i, 0.0, h, l, mh, ml, fs, fe, fh, fl, rprev, vprev): break
-        pos = st[_POS]
-        eq[i] = st[_W] + pos*(c[i] - st[_ENT]) if pos != 0.0 else st[_W]
-        posa[i] = pos; lpa[i] = st[_LP]; funda[i] = st[_FUND]
-        leva[i] = pos*c[i]/eq[i] if eq[i] > 0 else np.nan
-        dista[i] = np.nan if pos == 0.0 else ((mc[i] - st[_LP])/mc[i] if pos > 0 else (st[_LP] - mc[i])/mc[i])
-        reta[i] = eq[i]/(eq[i-1] if i > 0 else p[_P_EQ0]) - 1.0
-        if eq[i] <= 0.0: st[_RUIN] = 1.0
-        elif risk_on: _risk_close(st, p, tms[i], eq[i])
-    rows = int(st[_NTR]) + (1 if st[_POS] != 0.0 else 0)
-    return eq, posa, lpa, funda, leva, dista, reta, tr[:rows].copy(), st, err
-
 # %% ../nbs/05_backtest.ipynb #36d24d60
 _NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
@@ -527,7 +164,7 @@ def _orders_arrays(orders:pd.DataFrame|None, bars:pd.DataFrame, step:float):
     if not np.isfinite(qty).all() or (qty == 0).any():
         raise ValueError("orders: 'qty' must be finite and at least one qty_step (signed: + buy, − sell)")
     price = o["price"].to_numpy(dtype="float64") if "price" in o.columns else np.full(len(o), np.nan)
-    needs = kind != 0
+    needs = kind != MARKET
     if (needs & ~(np.isfinite(price) & (price > 0))).any():
         i = int(np.argmax(needs & ~(np.isfinite(price) & (price > 0))))
         raise ValueError(f"orders: row {i} ({kinds[i]}) needs a finite price > 0, got {price[i]}")
@@ -586,20 +223,20 @@ def _ledger(tr:np.ndarray, index:pd.DatetimeIndex, last_close:float, st:np.ndarr
     if len(tr) == 0: return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(_TRADE_COLUMNS,
         ["datetime64[ms, UTC]"]*2 + ["object"] + ["float64"]*7 + ["object"])})
     tr = tr.copy()
-    is_open = tr[:, _T_XBAR] < 0
+    is_open = tr[:, L_EXIT_BAR] < 0
     if is_open.any(): # mark the open position to market at the last close
-        r = np.flatnonzero(is_open)[0]; q = abs(st[_POS])
-        tr[r, _T_PNL] += tr[r, _T_SIDE]*q*(last_close - st[_ENT])
-    xbar = tr[:, _T_XBAR].astype(np.int64)
+        r = np.flatnonzero(is_open)[0]; q = abs(st[S_POSITION])
+        tr[r, L_PNL] += tr[r, L_SIDE]*q*(last_close - st[S_ENTRY_PRICE])
+    xbar = tr[:, L_EXIT_BAR].astype(np.int64)
     exit_time = index[np.clip(xbar, 0, None)].where(~is_open) # a DatetimeIndex keeps its UTC dtype (NaT where open)
     with np.errstate(invalid="ignore"):
-        exit_price = np.where(is_open, last_close, tr[:, _T_XVAL]/tr[:, _T_XQTY])
+        exit_price = np.where(is_open, last_close, tr[:, L_EXIT_VALUE]/tr[:, L_EXIT_QTY])
     return pd.DataFrame({
-        "entry_time": index[tr[:, _T_EBAR].astype(np.int64)], "exit_time": exit_time,
-        "side": np.where(tr[:, _T_SIDE] > 0, "long", "short"), "qty": tr[:, _T_QTY],
-        "entry_price": tr[:, _T_EVAL]/tr[:, _T_EQTY], "exit_price": exit_price,
-        "fees": tr[:, _T_FEES], "funding": tr[:, _T_FUND], "slippage": tr[:, _T_SLIP], "pnl": tr[:, _T_PNL],
-        "exit_reason": [EXIT_REASONS[int(r)] for r in tr[:, _T_REASON]]})
+        "entry_time": index[tr[:, L_ENTRY_BAR].astype(np.int64)], "exit_time": exit_time,
+        "side": np.where(tr[:, L_SIDE] > 0, "long", "short"), "qty": tr[:, L_MAX_QTY],
+        "entry_price": tr[:, L_ENTRY_VALUE]/tr[:, L_ENTRY_QTY], "exit_price": exit_price,
+        "fees": tr[:, L_FEES], "funding": tr[:, L_FUNDING], "slippage": tr[:, L_SLIPPAGE], "pnl": tr[:, L_PNL],
+        "exit_reason": [EXIT_REASONS[int(r)] for r in tr[:, L_REASON]]})
 
 # %% ../nbs/05_backtest.ipynb #c02fc74f
 class BacktestEngine:
@@ -622,19 +259,22 @@ class BacktestEngine:
 
     def __repr__(self): return f"BacktestEngine({', '.join(f'{k}={v}' for k, v in self.params.items())})"
 
-    def _param_array(self, target_unit:str, stop_loss, take_profit) -> np.ndarray:
-        p = self.params; a = np.zeros(_NP)
-        a[_P_EQ0], a[_P_LEV], a[_P_STEP], a[_P_MINN] = p["initial_equity"], p["leverage"], p["qty_step"], p["min_notional"]
-        a[_P_SBPS], a[_P_SIMP], a[_P_SMAX], a[_P_BAND] = p["slippage_bps"], p["slippage_impact"], p["slippage_max_bps"], p["rebalance_band"]
-        a[_P_SLF] = stop_loss if isinstance(stop_loss, (int, float)) else (p["stop_loss"] or 0.0)
-        a[_P_TPF] = take_profit if isinstance(take_profit, (int, float)) else (p["take_profit"] or 0.0)
-        a[_P_MAKER], a[_P_TAKER] = p["maker"], p["taker"]
-        if target_unit not in ("equity_fraction", "qty"):
-            raise ValueError(f"target_unit must be 'equity_fraction' or 'qty', got {target_unit!r}")
-        a[_P_QTY_UNIT] = 1.0 if target_unit == "qty" else 0.0
-        a[_P_MDL], a[_P_DDL] = p["max_daily_loss"] or 0.0, p["drawdown_halt"] or 0.0
-        a[_P_COOL] = math.inf if p["drawdown_cooldown_hours"] is None else p["drawdown_cooldown_hours"]*3_600_000.0
-        return a
+# %% ../nbs/05_backtest.ipynb #dbb82a9a
+@patch
+def _param_array(self:BacktestEngine, target_unit:str, stop_loss, take_profit) -> np.ndarray:
+    "The kernels' parameter vector (`PARAM_FIELDS`) for one run."
+    p = self.params; a = np.zeros(N_PARAMS)
+    a[P_INITIAL_EQUITY], a[P_LEVERAGE], a[P_QTY_STEP], a[P_MIN_NOTIONAL] = p["initial_equity"], p["leverage"], p["qty_step"], p["min_notional"]
+    a[P_SLIPPAGE_BPS], a[P_SLIPPAGE_IMPACT], a[P_SLIPPAGE_MAX_BPS], a[P_REBALANCE_BAND] = p["slippage_bps"], p["slippage_impact"], p["slippage_max_bps"], p["rebalance_band"]
+    a[P_STOP_FRAC] = stop_loss if isinstance(stop_loss, (int, float)) else (p["stop_loss"] or 0.0)
+    a[P_TARGET_FRAC] = take_profit if isinstance(take_profit, (int, float)) else (p["take_profit"] or 0.0)
+    a[P_MAKER], a[P_TAKER] = p["maker"], p["taker"]
+    if target_unit not in ("equity_fraction", "qty"):
+        raise ValueError(f"target_unit must be 'equity_fraction' or 'qty', got {target_unit!r}")
+    a[P_QTY_UNIT] = 1.0 if target_unit == "qty" else 0.0
+    a[P_MAX_DAILY_LOSS], a[P_DRAWDOWN_HALT] = p["max_daily_loss"] or 0.0, p["drawdown_halt"] or 0.0
+    a[P_COOLDOWN_MS] = math.inf if p["drawdown_cooldown_hours"] is None else p["drawdown_cooldown_hours"]*3_600_000.0
+    return a
 
 # %% ../nbs/05_backtest.ipynb #12fbd968
 @dataclass
@@ -672,8 +312,10 @@ def _levels(x, bars, name) -> np.ndarray:
         raise ValueError(f"{name}: expected a fraction in (0, 1), a Series of price levels or None; got {x!r}")
     return np.zeros(0) # no per-bar levels
 
-# %% ../nbs/05_backtest.ipynb #882ac2fe
-def _run_arrays(self, prep:_Prepared, target, target_unit, orders, stop_loss, take_profit):
+# %% ../nbs/05_backtest.ipynb #ce21640c
+@patch
+def _kernel_inputs(self:BacktestEngine, prep:_Prepared, target, target_unit, orders, stop_loss, take_profit) -> tuple:
+    "The arguments of `run_bars` (and `step_bar`) for one target and/or orders on prepared bars."
     bars = prep.bars
     if target is None and orders is None: raise ValueError("give a target Series, orders, or both")
     tgt = np.full(len(bars), np.nan) if target is None else _series_array(target, bars, "target")
@@ -686,33 +328,55 @@ def _run_arrays(self, prep:_Prepared, target, target_unit, orders, stop_loss, ta
     slp, tpp = _levels(stop_loss, bars, "stop_loss"), _levels(take_profit, bars, "take_profit")
     if len(slp) or len(tpp): # both per bar, or neither
         slp, tpp = (x if len(x) else np.full(len(bars), np.nan) for x in (slp, tpp))
-    ords = _orders_arrays(orders, bars, self.params["qty_step"])
-    p[_P_DT] = prep.interval_ms
-    out = _run_core(*prep.arrays, prep.times_ms, prep.funding, tgt, slp, tpp, p, self.br, *ords, *prep.fine)
-    err = out[-1]
+    p[P_INTERVAL_MS] = prep.interval_ms
+    return (prep.arrays + (prep.times_ms, prep.funding), _orders_arrays(orders, bars, self.params["qty_step"]), prep.fine,
+            tgt, slp, tpp, p, self.br)
+
+@patch
+def _check_error(self:BacktestEngine, err:np.ndarray, bars:pd.DataFrame):
+    "Raise the kernels' error record `[code, bar, notional, max leverage]` as a `ValueError`."
     if err[0] == 1:
         raise ValueError(f"leverage {self.params['leverage']:g} is above the bracket maximum {err[3]:g} for a position of "
                          f"{err[2]:,.2f} USDT notional at {bars.index[int(err[1])]}: lower the leverage or the size")
-    return out
 
-BacktestEngine._run_arrays = _run_arrays
+# %% ../nbs/05_backtest.ipynb #e4437bbd
+@patch
+def _run_arrays(self:BacktestEngine, prep:_Prepared, target, target_unit, orders, stop_loss, take_profit):
+    "The compiled run: per-bar outputs, ledger rows and final state."
+    out, tr, st, err = run_bars(*self._kernel_inputs(prep, target, target_unit, orders, stop_loss, take_profit))
+    self._check_error(err, prep.bars)
+    return out, tr, st
 
 # %% ../nbs/05_backtest.ipynb #16914ec3
 def _totals(p:dict, eq:np.ndarray, tr:np.ndarray, st:np.ndarray) -> dict:
-    closed = tr[tr[:, _T_XBAR] >= 0] if len(tr) else tr
-    reason = closed[:, _T_REASON] if len(closed) else np.zeros(0)
+    closed = tr[tr[:, L_EXIT_BAR] >= 0] if len(tr) else tr
+    reason = closed[:, L_REASON] if len(closed) else np.zeros(0)
     final = float(eq[-1])
     return {"initial_equity": p["initial_equity"], "final_equity": final, "total_return": final/p["initial_equity"] - 1,
-            "n_trades": int(len(closed)), "n_liquidations": int((reason == _R_LIQ).sum()),
-            "n_stop_loss": int((reason == _R_STOP).sum()), "n_take_profit": int((reason == _R_TARGET).sum()),
-            "fees_paid": float(tr[:, _T_FEES].sum()) if len(tr) else 0.0, "funding_paid": float(st[_FUND]),
-            "slippage_paid": float(tr[:, _T_SLIP].sum()) if len(tr) else 0.0, "turnover": float(st[_TURN]),
-            "margin_clipped": int(st[_CLIP]), "ruined": bool(st[_RUIN]), "open_position": float(st[_POS]),
-            "n_risk_halts": int(st[_NHD] + st[_NHDD]), "n_daily_loss_halts": int(st[_NHD]),
-            "n_drawdown_halts": int(st[_NHDD]), "halted_bars": int(st[_NHB])}
+            "n_trades": int(len(closed)), "n_liquidations": int((reason == EXIT_LIQUIDATION).sum()),
+            "n_stop_loss": int((reason == EXIT_STOP).sum()), "n_take_profit": int((reason == EXIT_TARGET).sum()),
+            "fees_paid": float(tr[:, L_FEES].sum()) if len(tr) else 0.0, "funding_paid": float(st[S_FUNDING_PAID]),
+            "slippage_paid": float(tr[:, L_SLIPPAGE].sum()) if len(tr) else 0.0, "turnover": float(st[S_TURNOVER]),
+            "margin_clipped": int(st[S_N_CLIPPED]), "ruined": bool(st[S_RUINED]), "open_position": float(st[S_POSITION]),
+            "n_risk_halts": int(st[S_N_DAILY_HALTS] + st[S_N_DRAWDOWN_HALTS]), "n_daily_loss_halts": int(st[S_N_DAILY_HALTS]),
+            "n_drawdown_halts": int(st[S_N_DRAWDOWN_HALTS]), "halted_bars": int(st[S_N_HALTED_BARS])}
+
+# %% ../nbs/05_backtest.ipynb #49e905e6
+@patch
+def _result(self:BacktestEngine, prep:_Prepared, out:tuple, tr:np.ndarray, st:np.ndarray) -> BacktestResult:
+    "Kernel outputs → `BacktestResult` on the bars' index."
+    eq, pos, lp, fund, lev, liq_dist, rets = out
+    idx = prep.bars.index; close = prep.arrays[3]
+    s = lambda x, name: pd.Series(x, idx, name=name, copy=False)
+    return BacktestResult(equity=s(eq, "equity"), returns=s(rets, "returns"), position=s(pos, "position"),
+                          leverage=s(lev, "leverage"), liq_distance=s(liq_dist, "liq_distance"), liq_price=s(lp, "liq_price"),
+                          funding_paid=s(fund, "funding_paid"), trades=_ledger(tr, idx, float(close[-1]), st),
+                          totals=_totals(self.params, eq, tr, st))
 
 # %% ../nbs/05_backtest.ipynb #1e500aa7
-def run(self, bars:pd.DataFrame, # canonical last-price OHLCV frame
+@patch
+def run(self:BacktestEngine,
+        bars:pd.DataFrame, # canonical last-price OHLCV frame
         target:pd.Series|None=None, # target position decided at each bar's close (NaN = keep)
         mark:pd.DataFrame|None=None, # mark-price OHLC on bars.index (default: bars)
         funding:pd.DataFrame|None=None, # fundingRate frame: `funding_rate` per event, index = funding time
@@ -722,21 +386,14 @@ def run(self, bars:pd.DataFrame, # canonical last-price OHLCV frame
         stop_loss:float|pd.Series|None=None, # fraction of entry, or per-bar price levels (default: config)
         take_profit:float|pd.Series|None=None, # fraction of entry, or per-bar price levels (default: config)
        ) -> BacktestResult:
-    "Run one backtest; see the rules at the top of this page."
+    "Run one backtest (the fill rules: `btcfut.backtest_kernels`)."
     prep = _prepare(bars, mark, funding, fine_bars)
-    eq, pos, lp, fund, lev, liq_dist, rets, tr, st, _ = self._run_arrays(prep, target, target_unit, orders, stop_loss, take_profit)
-    idx = bars.index; close = prep.arrays[3]
-    equity = pd.Series(eq, idx, name="equity", copy=False)
-    return BacktestResult(equity=equity, returns=pd.Series(rets, idx, name="returns", copy=False),
-                          position=pd.Series(pos, idx, name="position", copy=False), leverage=pd.Series(lev, idx, name="leverage", copy=False),
-                          liq_distance=pd.Series(liq_dist, idx, name="liq_distance", copy=False), liq_price=pd.Series(lp, idx, name="liq_price", copy=False),
-                          funding_paid=pd.Series(fund, idx, name="funding_paid", copy=False),
-                          trades=_ledger(tr, idx, float(close[-1]), st), totals=_totals(self.params, eq, tr, st))
-
-BacktestEngine.run = run
+    return self._result(prep, *self._run_arrays(prep, target, target_unit, orders, stop_loss, take_profit))
 
 # %% ../nbs/05_backtest.ipynb #09314dd4
-def run_many(self, bars:pd.DataFrame, # canonical last-price OHLCV frame
+@patch
+def run_many(self:BacktestEngine,
+             bars:pd.DataFrame, # canonical last-price OHLCV frame
              targets:Mapping[Any, pd.Series]|pd.DataFrame, # one target per parameter set (DataFrame: one column each)
              mark:pd.DataFrame|None=None, funding:pd.DataFrame|None=None, fine_bars:pd.DataFrame|None=None,
              target_unit:str="equity_fraction", stop_loss:float|None=None, take_profit:float|None=None,
@@ -746,11 +403,9 @@ def run_many(self, bars:pd.DataFrame, # canonical last-price OHLCV frame
     items = targets.items() if isinstance(targets, (pd.DataFrame, Mapping)) else enumerate(targets)
     rows = {}
     for key, tgt in items:
-        eq, *_, tr, st, _ = self._run_arrays(prep, tgt, target_unit, None, stop_loss, take_profit)
-        rows[key] = _totals(self.params, eq, tr, st)
+        out, tr, st = self._run_arrays(prep, tgt, target_unit, None, stop_loss, take_profit)
+        rows[key] = _totals(self.params, out[0], tr, st)
     return pd.DataFrame.from_dict(rows, orient="index")
-
-BacktestEngine.run_many = run_many
 
 # %% ../nbs/05_backtest.ipynb #63acf5ac
 def warmup() -> float:
@@ -763,3 +418,41 @@ def warmup() -> float:
         orders=pd.DataFrame({"time": idx[:1], "kind": ["limit"], "qty": [1.], "price": [99.5]}),
         fine_bars=b.iloc[:0], stop_loss=0.01)
     return time.perf_counter() - t0
+
+# %% ../nbs/05_backtest.ipynb #7baa593c
+class BarStepper:
+    "One backtest account advanced bar by bar through `step_bar`, the body of `BacktestEngine.run`'s compiled loop."
+    def __init__(self, engine:BacktestEngine, prep:_Prepared, args:tuple):
+        self.engine, self.prep, self.args, self.i = engine, prep, args, 0
+        bars, orders, p, n = args[0], args[1], args[6], len(prep.bars)
+        self.out = tuple(np.empty(n) for _ in range(7)) # equity, position, liq price, funding, leverage, liq distance, return
+        self.st, self.tr, self.oact, self.err = new_account(p, len(orders[0]), bars[9][0])
+
+    def __len__(self): return len(self.prep.bars)
+    def __repr__(self): return f"BarStepper({self.i} of {len(self)} bars, {state_dict(self.st)['wallet']:,.2f} USDT wallet)"
+
+    def step(self) -> dict:
+        "Trade the next bar; the account state after its close (`STATE_FIELDS`)."
+        if self.i >= len(self): raise IndexError(f"all {len(self)} bars have been stepped")
+        bars, orders, fine, target, slp, tpp, p, br = self.args
+        self.tr = step_bar(self.i, self.st, self.tr, self.oact, self.err, bars, orders, fine, target, slp, tpp, p, br, self.out)
+        self.engine._check_error(self.err, self.prep.bars)
+        self.i += 1
+        return state_dict(self.st)
+
+    def result(self) -> BacktestResult:
+        "The result once every bar is stepped: the same as `run`."
+        if self.i < len(self): raise ValueError(f"{self.i} of {len(self)} bars stepped: step them all first")
+        rows = int(self.st[S_N_CLOSED]) + (1 if self.st[S_POSITION] != 0.0 else 0)
+        return self.engine._result(self.prep, self.out, self.tr[:rows].copy(), self.st)
+
+# %% ../nbs/05_backtest.ipynb #92693522
+@patch
+def stepper(self:BacktestEngine, bars:pd.DataFrame, target:pd.Series|None=None, mark:pd.DataFrame|None=None,
+            funding:pd.DataFrame|None=None, fine_bars:pd.DataFrame|None=None, orders:pd.DataFrame|None=None,
+            target_unit:str="equity_fraction", stop_loss:float|pd.Series|None=None,
+            take_profit:float|pd.Series|None=None, # all as in `run`
+           ) -> BarStepper:
+    "The account of `run(...)` with the same arguments, ready to be stepped one bar at a time."
+    prep = _prepare(bars, mark, funding, fine_bars)
+    return BarStepper(self, prep, self._kernel_inputs(prep, target, target_unit, orders, stop_loss, take_profit))

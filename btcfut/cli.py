@@ -15,8 +15,8 @@ from .core import Config, ConfigError, audit, log_level, parse_side, redact, set
 __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'train_app',
            'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
-           'data_download', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main', 'train_long_cmd',
-           'evaluate_long_cmd']
+           'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
+           'train_long_cmd', 'evaluate_long_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -154,13 +154,10 @@ def data_import(ctx:typer.Context,
                 manifest:bool=typer.Option(False, help="also write MANIFEST.md and SHA256SUMS (as for the bundled store)"),
                 require_checksum:bool=typer.Option(False, help="refuse zips without a .CHECKSUM beside them")):
     "Import Binance public-archive files into the store (`data.on_conflict` settles rows that differ)."
-    from btcfut.data.store import DataManager, import_path
+    from btcfut.data.store import import_path
     st = ctx.obj
     if not path.exists(): _fail(f"no such file or directory: {path}")
-    if manifest: rep = import_path(path, root=st.data_root, require_checksum=require_checksum, manifest=True, progress=sys.stderr.isatty())
-    else:
-        dm = DataManager(st.data_root, st.cfg)
-        rep = dict(root=str(dm.root), **dm.import_archive(path, require_checksum=require_checksum, progress=sys.stderr.isatty()).to_dict())
+    rep = import_path(path, root=st.data_root, require_checksum=require_checksum, manifest=manifest, progress=sys.stderr.isatty(), cfg=st.cfg)
     print(json.dumps(rep, indent=1, default=str))
 
 # %% ../nbs/10_cli.ipynb #9fb9c051
@@ -201,6 +198,24 @@ def data_download(ctx:typer.Context,
     for path in (rep.paths if do_import else []):
         print(json.dumps(dict(root=str(dm.root), **dm.import_archive(path).to_dict()), default=str))
 
+# %% ../nbs/10_cli.ipynb #c3d1a002
+def info_notes(info:dict, # `DataManager.info()`
+               shown:int=20, # impossible bars listed per series
+              ) -> list[str]:
+    "One line per problem in the store: impossible bars, interrupted writes, temporary files they left."
+    out = []
+    for s in info["series"]:
+        n, ts = s.get("impossible_bars") or 0, s.get("impossible_list", [])[:shown]
+        if n: out.append(f"{s['dataset']} {s['symbol']} {s['interval'] or ''}: {n} impossible bar(s) (low/high/open/close "
+                         f"inconsistent, volume < 0 or price <= 0) at {', '.join(ts)}{' ...' if n > len(ts) else ''}".replace("  ", " "))
+    for r in info.get("interrupted", []):
+        out.append(f"interrupted: the last write of {r['file']} never finished (pid {r.get('pid', '?')}, {r.get('what', '?')}, "
+                   f"started {r.get('started', '?')}); run it again (the next write of that file completes it)")
+    if info.get("orphan_files"):
+        out.append(f"{len(info['orphan_files'])} temporary file(s) left by interrupted writes (the next write of each file "
+                   f"removes them): {', '.join(info['orphan_files'])}")
+    return out
+
 # %% ../nbs/10_cli.ipynb #50a2b3e8
 @data_app.command("info")
 def data_info_cmd(ctx:typer.Context, as_json:bool=typer.Option(False, "--json", help="print JSON instead of a table"),
@@ -214,10 +229,13 @@ def data_info_cmd(ctx:typer.Context, as_json:bool=typer.Option(False, "--json", 
     if as_json: print(json.dumps(info, indent=1, default=str)); return
     from rich.console import Console; from rich.table import Table
     df = info_table(info)
+    for c in ("first", "last"): df[c] = [v if v is None else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M") for v in df[c]]
+    cells = [[c, *("—" if pd.isna(v) else str(v) for v in df[c])] for c in df.columns]
     t = Table(title=f"store {info['root']}")
-    for c in df.columns: t.add_column(c, no_wrap=True)
-    for row in df.itertuples(index=False): t.add_row(*("—" if pd.isna(v) else str(v) for v in row))
-    Console(width=max(Console().width, 160)).print(t)
+    for col in cells: t.add_column(col[0], no_wrap=True)
+    for row in zip(*(col[1:] for col in cells)): t.add_row(*row)
+    Console(width=max(Console().width, sum(max(map(len, col)) + 3 for col in cells) + 1)).print(t) # never cut a cell
+    for line in info_notes(info): typer.secho(line, fg="yellow")
 
 # %% ../nbs/10_cli.ipynb #a1328eda
 risk_app = typer.Typer(help="Leverage brackets, liquidation price and probability.", no_args_is_help=True)

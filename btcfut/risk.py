@@ -10,41 +10,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from numba import njit
 from scipy import special
-from .core import Config, interval_offset, parse_side, to_utc
+from .core import Config, check_finite, check_positive, interval_offset, parse_side, to_utc
 
 # %% auto #0
-__all__ = ['BTCUSDT_BRACKETS_2024_10', 'LeverageBrackets', 'default_brackets', 'liquidation_price_nb', 'isolated_margin',
-           'liquidation_price', 'maint_margin_nb', 'max_qty_for_liq_distance', 'liq_prob_first_passage',
-           'liq_log_distance_for_prob', 'sample_forecast', 'liq_prob_forecast', 'liq_prob_empirical',
-           'liq_prob_brute_force', 'funding_payments', 'realized_funding', 'expected_funding', 'var_es']
+__all__ = ['BTCUSDT_BRACKETS_2024_10', 'scalar_or_array', 'LeverageBrackets', 'default_brackets', 'bracket_index',
+           'bracket_indices', 'liquidation_price_nb', 'isolated_margin', 'liquidation_price', 'maint_margin_nb',
+           'max_qty_for_liq_distance', 'liq_prob_first_passage', 'liq_log_distance_for_prob', 'sample_forecast',
+           'liq_prob_forecast', 'liq_prob_empirical', 'liq_prob_brute_force', 'funding_payments', 'realized_funding',
+           'expected_funding', 'var_es', 'loss_from', 'limit_breached']
 
 # %% ../nbs/04_risk.ipynb #d48eefa9
-def _as_float(name:str, x) -> np.ndarray:
-    if type(x) in (float, int) and math.isfinite(x): return np.asarray(x, dtype=np.float64)    # fast scalar path
-    try: a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError): raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not np.isfinite(a).all(): raise ValueError(f"{name} must be finite, got {_first(a, ~np.isfinite(a))!r}")
-    return a
-
-def _positive(name:str, x) -> np.ndarray:
-    a = _as_float(name, x)
-    if (a <= 0).any(): raise ValueError(f"{name} must be positive, got {_first(a, a <= 0)!r}")
-    return a
-
 def _first(a:np.ndarray, mask) -> Any:
     "The first element of `a` where `mask` holds, as a plain Python number (for messages)."
     return np.broadcast_to(a, np.shape(mask))[mask].ravel()[0].item()
 
-def _attach(cls, *fns, classmethods:tuple=()) -> None:
-    "Make functions written in their own cells methods of `cls` (named without the leading underscore)."
-    for f, is_cls in [(f, False) for f in fns] + [(f, True) for f in classmethods]:
-        f.__name__ = f.__name__.lstrip("_")
-        f.__qualname__ = f"{cls.__name__}.{f.__name__}"
-        setattr(cls, f.__name__, classmethod(f) if is_cls else f)
-
-def _ret(x, *inputs):
+def scalar_or_array(x, # a result computed on arrays
+                    *inputs, # the arguments it was computed from
+                   ) -> float|np.ndarray:
     "A float when every input is a scalar, else the array."
     x = np.asarray(x, dtype=np.float64)
     return float(x) if x.ndim == 0 or all(np.ndim(i) == 0 for i in inputs) and x.size == 1 else x
@@ -130,8 +115,10 @@ def _bundled(symbol:str) -> "LeverageBrackets":
         raise ValueError(f"no bundled leverage brackets for {symbol!r} (only BTCUSDT); load a leverageBracket answer")
     return LeverageBrackets.from_response(BTCUSDT_BRACKETS_2024_10, symbol)
 
-def _from_response(cls, response:Mapping|list, # `GET /fapi/v1/leverageBracket` answer (list of symbols or one object)
-                   symbol:str="BTCUSDT") -> LeverageBrackets:
+@patch(cls_method=True)
+def from_response(cls:LeverageBrackets,
+                  response:Mapping|list, # `GET /fapi/v1/leverageBracket` answer (list of symbols or one object)
+                  symbol:str="BTCUSDT") -> LeverageBrackets:
     "Brackets of `symbol` from a `leverageBracket` answer."
     items = [response] if isinstance(response, Mapping) else list(response)
     found = [it for it in items if isinstance(it, Mapping) and it.get("symbol") == symbol]
@@ -144,79 +131,103 @@ def _from_response(cls, response:Mapping|list, # `GET /fapi/v1/leverageBracket` 
     except KeyError as e: raise ValueError(f"a leverage bracket of {symbol} lacks the field {e}") from None
     return cls(*cols, symbol=symbol)
 
-def _from_json(cls, path:str|Path, symbol:str="BTCUSDT") -> LeverageBrackets:
+@patch(cls_method=True)
+def from_json(cls:LeverageBrackets, path:str|Path, symbol:str="BTCUSDT") -> LeverageBrackets:
     "Brackets of `symbol` from a JSON file holding a `leverageBracket` answer."
     return cls.from_response(json.loads(Path(path).read_text()), symbol)
 
-def _default(cls, symbol:str="BTCUSDT") -> LeverageBrackets:
+@patch(cls_method=True)
+def default(cls:LeverageBrackets, symbol:str="BTCUSDT") -> LeverageBrackets:
     "The bundled snapshot (BTCUSDT, 2024-10)."
     return _bundled(symbol)
 
-def _from_config(cls, cfg:Config|None=None) -> LeverageBrackets:
+@patch(cls_method=True)
+def from_config(cls:LeverageBrackets, cfg:Config|None=None) -> LeverageBrackets:
     "`risk.brackets_file` if set, else the bundled snapshot, for `exchange.symbol`."
     cfg = cfg or Config.load()
     symbol, path = cfg.get("exchange.symbol", "BTCUSDT"), cfg.get("risk.brackets_file")
     return cls.from_json(path, symbol) if path else cls.default(symbol)
 
-_attach(LeverageBrackets, classmethods=(_from_response, _from_json, _default, _from_config))
-
 def default_brackets(brackets:LeverageBrackets|None=None) -> LeverageBrackets:
     "`brackets`, or the bundled BTCUSDT snapshot when `None`."
     return _bundled("BTCUSDT") if brackets is None else brackets
 
+# %% ../nbs/04_risk.ipynb #29ae8e20
+@njit(cache=True, error_model="numpy")
+def bracket_index(notional:float, # position notional, USDT (≥ 0)
+                  caps:np.ndarray, # notional cap of each tier (`LeverageBrackets.caps`)
+                 ) -> int: # 0-based tier; the last tier beyond its cap
+    "The one tier lookup (compiled): the first tier whose cap is above `notional`, so `floor ≤ notional < cap`."
+    for k in range(caps.shape[0]):
+        if notional < caps[k]: return k
+    return caps.shape[0] - 1
+
+@njit(cache=True)
+def bracket_indices(notional:np.ndarray, caps:np.ndarray) -> np.ndarray:
+    "`bracket_index` of each notional of a 1-d array."
+    out = np.empty(notional.shape[0], np.int64)
+    for i in range(notional.shape[0]): out[i] = bracket_index(notional[i], caps)
+    return out
+
 # %% ../nbs/04_risk.ipynb #94f8a428
-def _index(self, notional, clip:bool=False) -> int|np.ndarray:
+@patch
+def index(self:LeverageBrackets, notional, clip:bool=False) -> int|np.ndarray:
     "Tier index (0-based) of each notional; beyond the last cap raises unless `clip`."
-    n = _as_float("notional", notional)
+    n = check_finite("notional", notional)
     if (n < 0).any(): raise ValueError(f"notional must be ≥ 0, got {_first(n, n < 0)!r}")
     if not clip and (n >= self.caps[-1]).any():
         raise ValueError(f"notional {_first(n, n >= self.caps[-1]):,.2f} USDT is beyond the last leverage bracket "
                          f"of {self.symbol} (cap {self.caps[-1]:,.0f})")
-    k = np.minimum(np.searchsorted(self.floors, n, side="right") - 1, len(self) - 1)
+    k = bracket_indices(n.ravel(), self.caps).reshape(n.shape)
     return int(k) if k.ndim == 0 else k
 
-def _lookup(self, notional) -> dict:
+@patch
+def lookup(self:LeverageBrackets, notional) -> dict:
     "The bracket of each notional: number, floor, cap, MMR, maintenance amount, max leverage."
     k = self.index(notional)
-    return {"bracket": k + 1, "notional_floor": _ret(self.floors[k], notional), "notional_cap": _ret(self.caps[k], notional),
-            "maint_margin_rate": _ret(self.mmr[k], notional), "maint_amount": _ret(self.cum[k], notional),
-            "max_leverage": _ret(self.max_lev[k], notional)}
+    return {"bracket": k + 1, "notional_floor": scalar_or_array(self.floors[k], notional), "notional_cap": scalar_or_array(self.caps[k], notional),
+            "maint_margin_rate": scalar_or_array(self.mmr[k], notional), "maint_amount": scalar_or_array(self.cum[k], notional),
+            "max_leverage": scalar_or_array(self.max_lev[k], notional)}
 
-def _maint_margin(self, notional) -> float|np.ndarray:
+# %% ../nbs/04_risk.ipynb #cdccf73d
+@patch
+def maint_margin(self:LeverageBrackets, notional) -> float|np.ndarray:
     "Maintenance margin `notional × MMR − cum` of a position of this notional."
-    n = _as_float("notional", notional); k = self.index(n)
-    return _ret(n * self.mmr[k] - self.cum[k], notional)
+    n = check_finite("notional", notional); k = self.index(n)
+    return scalar_or_array(n * self.mmr[k] - self.cum[k], notional)
 
-def _max_leverage(self, notional) -> float|np.ndarray:
+@patch
+def max_leverage(self:LeverageBrackets, notional) -> float|np.ndarray:
     "The largest leverage allowed for a position of this notional."
-    return _ret(self.max_lev[self.index(notional)], notional)
+    return scalar_or_array(self.max_lev[self.index(notional)], notional)
 
-def _max_notional(self, leverage) -> float|np.ndarray:
+@patch
+def max_notional(self:LeverageBrackets, leverage) -> float|np.ndarray:
     "The notional up to which `leverage` is allowed (the cap of the last tier whose max leverage ≥ it)."
-    lev = _positive("leverage", leverage)
+    lev = check_positive("leverage", leverage)
     if (bad := lev > self.max_lev[0]).any() or (bad := lev < 1).any():
         raise ValueError(f"leverage {_first(lev, bad):g} is outside 1..{self.max_lev[0]:g}x allowed for {self.symbol}")
     k = np.searchsorted(-self.max_lev, -lev, side="right") - 1
-    return _ret(self.caps[k], leverage)
+    return scalar_or_array(self.caps[k], leverage)
 
-def _max_position_notional(self, collateral) -> float|np.ndarray:
+@patch
+def max_position_notional(self:LeverageBrackets, collateral) -> float|np.ndarray:
     "The largest notional whose leverage `notional / collateral` its own tier allows."
-    c = _positive("collateral", collateral)[..., None]
+    c = check_positive("collateral", collateral)[..., None]
     n = np.minimum(self.caps, c * self.max_lev)  # best notional inside each tier
     n = np.where(n >= self.floors, n, 0.0)
-    return _ret(n.max(axis=-1), collateral)
+    return scalar_or_array(n.max(axis=-1), collateral)
 
-def _check_leverage(self, notional, leverage) -> None:
+@patch
+def check_leverage(self:LeverageBrackets, notional, leverage) -> None:
     "Raise `ValueError` where `leverage` is below 1 or above the maximum of the notional's bracket."
-    n, lev = np.broadcast_arrays(_as_float("notional", notional), _positive("leverage", leverage))
+    n, lev = np.broadcast_arrays(check_finite("notional", notional), check_positive("leverage", leverage))
     max_lev = np.asarray(self.max_leverage(n))
     if (bad := lev < 1).any(): raise ValueError(f"leverage must be ≥ 1, got {_first(lev, bad):g}")
     if (bad := lev > max_lev).any():
         i = np.flatnonzero(bad.ravel())[0]
         raise ValueError(f"leverage {lev.ravel()[i]:g}x is above the bracket maximum {max_lev.ravel()[i]:g}x for notional "
                          f"{n.ravel()[i]:,.2f} USDT ({self.symbol} bracket {self.index(n.ravel()[i]) + 1})")
-
-_attach(LeverageBrackets, _index, _lookup, _maint_margin, _max_leverage, _max_notional, _max_position_notional, _check_leverage)
 
 # %% ../nbs/04_risk.ipynb #b5b5e895
 @njit(cache=True)
@@ -253,9 +264,9 @@ def isolated_margin(qty, # position size (BTC), > 0
                     brackets:LeverageBrackets|None=None, # default: bundled BTCUSDT snapshot
                    ) -> float|np.ndarray:
     "Initial margin `qty × entry / leverage` of an isolated position, after checking the leverage against its bracket."
-    q, ep, lev = _positive("qty", qty), _positive("entry_price", entry_price), _positive("leverage", leverage)
+    q, ep, lev = check_positive("qty", qty), check_positive("entry_price", entry_price), check_positive("leverage", leverage)
     default_brackets(brackets).check_leverage(q * ep, lev)
-    return _ret(q * ep / lev, qty, entry_price, leverage)
+    return scalar_or_array(q * ep / lev, qty, entry_price, leverage)
 
 # %% ../nbs/04_risk.ipynb #902b3b2f
 def liquidation_price(side, # +1/'long' or -1/'short' (one-way mode)
@@ -271,13 +282,13 @@ def liquidation_price(side, # +1/'long' or -1/'short' (one-way mode)
                       brackets:LeverageBrackets|None=None, # default: bundled BTCUSDT snapshot
                      ) -> float|np.ndarray:
     "Mark price at which the margin balance equals the maintenance margin (Binance USDⓈ-M, one-way); 0: never."
-    s, q, ep = parse_side(side), _positive("qty", qty), _positive("entry_price", entry_price)
+    s, q, ep = parse_side(side), check_positive("qty", qty), check_positive("entry_price", entry_price)
     if margin_type not in ("isolated", "cross"): raise ValueError(f"unknown margin_type {margin_type!r}; expected 'isolated' or 'cross'")
     if (wallet_balance is None) == (leverage is None): raise ValueError("give exactly one of wallet_balance and leverage")
     if leverage is not None:
         if margin_type != "isolated": raise ValueError("leverage sets an isolated margin; for cross margin give wallet_balance")
         wallet_balance = isolated_margin(q, ep, leverage, brackets)
-    wb, tmm, upnl = _as_float("wallet_balance", wallet_balance), _as_float("other_maint_margin", other_maint_margin), _as_float("other_upnl", other_upnl)
+    wb, tmm, upnl = check_finite("wallet_balance", wallet_balance), check_finite("other_maint_margin", other_maint_margin), check_finite("other_upnl", other_upnl)
     if (wb < 0).any(): raise ValueError(f"wallet_balance must be ≥ 0, got {_first(wb, wb < 0)!r}")
     if margin_type == "isolated" and (np.any(tmm != 0) or np.any(upnl != 0)):
         raise ValueError("other_maint_margin and other_upnl apply to cross margin only (isolated positions don't share margin)")
@@ -289,18 +300,17 @@ def liquidation_price(side, # +1/'long' or -1/'short' (one-way mode)
         flat = [np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), shape)).ravel() for x in (s, q, ep, base)]
         lp = _liq_prices_nb(*flat, floors, caps, mmr, cum).reshape(shape)
     else:
-        mmr, cum = _as_float("maint_margin_rate", maint_margin_rate), _as_float("maint_amount", maint_amount)
+        mmr, cum = check_finite("maint_margin_rate", maint_margin_rate), check_finite("maint_amount", maint_amount)
         if ((mmr <= 0) | (mmr >= 1)).any(): raise ValueError(f"maint_margin_rate must be in (0, 1), got {mmr.ravel()[0].item()!r}")
         lp = (base + cum - s * q * ep) / (q * (mmr - s))
     lp = np.where(np.asarray(s) > 0, np.maximum(lp, 0.0), lp)
-    return _ret(lp, side, qty, entry_price, wallet_balance, maint_margin_rate, maint_amount, other_maint_margin, other_upnl, leverage)
+    return scalar_or_array(lp, side, qty, entry_price, wallet_balance, maint_margin_rate, maint_amount, other_maint_margin, other_upnl, leverage)
 
 # %% ../nbs/04_risk.ipynb #2237758f
 @njit(cache=True)
-def maint_margin_nb(notional:float, floors:np.ndarray, mmr:np.ndarray, cum:np.ndarray) -> float:
-    "Compiled maintenance margin `notional × MMR − cum` of the notional's tier (`brackets.as_arrays()`; past the table: last tier)."
-    k = np.searchsorted(floors, notional, side="right") - 1
-    k = min(max(k, 0), floors.shape[0] - 1)
+def maint_margin_nb(notional:float, caps:np.ndarray, mmr:np.ndarray, cum:np.ndarray) -> float:
+    "Compiled maintenance margin `notional × MMR − cum` of the notional's tier (`bracket_index`; past the table: last tier)."
+    k = bracket_index(notional, caps)
     return notional * mmr[k] - cum[k]
 
 # %% ../nbs/04_risk.ipynb #229626cf
@@ -311,7 +321,7 @@ def max_qty_for_liq_distance(side, # +1 long / -1 short
                              brackets:LeverageBrackets|None=None, # default: bundled BTCUSDT snapshot
                             ) -> float|np.ndarray:
     "Largest position (BTC) whose liquidation price is at least `distance × price` away from `price`."
-    s, p, c, d = parse_side(side), _positive("price", price), _positive("collateral", collateral), _positive("distance", distance)
+    s, p, c, d = parse_side(side), check_positive("price", price), check_positive("collateral", collateral), check_positive("distance", distance)
     d = np.where(np.asarray(s) > 0, np.minimum(d, 1.0), d)    # a long cannot be liquidated below 0
     floors, caps, mmr, cum, _ = default_brackets(brackets).as_arrays()
     s_, p_, c_, d_ = (np.asarray(x, dtype=np.float64)[..., None] for x in np.broadcast_arrays(s, p, c, d))
@@ -321,14 +331,14 @@ def max_qty_for_liq_distance(side, # +1 long / -1 short
     lo[0], hi[-1] = -np.inf, np.inf
     miss = np.maximum(lo - notional, 0) + np.maximum(notional - hi, 0)
     q = np.take_along_axis(q, miss.argmin(axis=-1)[..., None], axis=-1)[..., 0]
-    return _ret(q, side, price, collateral, distance)
+    return scalar_or_array(q, side, price, collateral, distance)
 
 # %% ../nbs/04_risk.ipynb #d6dac254
 _BGK = 0.5826  # ζ(1/2)/√(2π): Broadie–Glasserman–Kou shift of a barrier watched at discrete times
 
 def _adverse_distance(price, liq_price, side) -> np.ndarray:
     "`a = s·log(price / liq_price)`: log distance to liquidation in the adverse direction (inf for a long with LP 0)."
-    p, lp, s = _positive("price", price), _as_float("liq_price", liq_price), parse_side(side)
+    p, lp, s = check_positive("price", price), check_finite("liq_price", liq_price), parse_side(side)
     if (lp < 0).any(): raise ValueError(f"liq_price must be ≥ 0, got {_first(lp, lp < 0)!r}")
     if np.any((lp == 0) & (np.asarray(s) < 0)): raise ValueError("a short's liq_price must be positive")
     with np.errstate(divide="ignore"): return s * (np.log(p) - np.log(lp))
@@ -348,14 +358,14 @@ def liq_prob_first_passage(price, # mark price now, > 0
                           ) -> float|np.ndarray:
     "Probability that the price touches `liq_price` within `horizon` when log price is Brownian motion with drift."
     a = _adverse_distance(price, liq_price, side)
-    sig, T, mu = _positive("sigma", sigma), _positive("horizon", horizon), _as_float("drift", drift)
+    sig, T, mu = check_positive("sigma", sigma), check_positive("horizon", horizon), check_finite("drift", drift)
     nu = np.asarray(parse_side(side)) * mu
-    a_eff = a if monitor_dt is None else _shift(a, sig * np.sqrt(_positive("monitor_dt", monitor_dt)))
+    a_eff = a if monitor_dt is None else _shift(a, sig * np.sqrt(check_positive("monitor_dt", monitor_dt)))
     sd = sig * np.sqrt(T)
     with np.errstate(over="ignore", invalid="ignore"):
         p = special.ndtr((-a_eff - nu * T) / sd) + np.exp(-2 * nu * a_eff / sig**2 + special.log_ndtr((-a_eff + nu * T) / sd))
     p = np.where(a <= 0, 1.0, np.where(np.isinf(a), 0.0, np.clip(p, 0.0, 1.0)))
-    return _ret(p, price, liq_price, side, sigma, horizon, drift, monitor_dt)
+    return scalar_or_array(p, price, liq_price, side, sigma, horizon, drift, monitor_dt)
 
 # %% ../nbs/04_risk.ipynb #a325ba53
 def liq_log_distance_for_prob(prob, # the largest acceptable probability of touching liquidation, in (0, 1]
@@ -363,9 +373,9 @@ def liq_log_distance_for_prob(prob, # the largest acceptable probability of touc
                               horizon, # horizon in the same unit
                              ) -> float|np.ndarray:
     "Smallest log distance to liquidation whose driftless first-passage probability within `horizon` is ≤ `prob`."
-    p = _positive("prob", prob)
+    p = check_positive("prob", prob)
     if (p > 1).any(): raise ValueError(f"prob must be in (0, 1], got {_first(p, p > 1)!r}")
-    return _ret(_positive("sigma", sigma) * np.sqrt(_positive("horizon", horizon)) * special.ndtri(1 - p / 2), prob, sigma, horizon)
+    return scalar_or_array(check_positive("sigma", sigma) * np.sqrt(check_positive("horizon", horizon)) * special.ndtri(1 - p / 2), prob, sigma, horizon)
 
 # %% ../nbs/04_risk.ipynb #26149f6e
 _SKEWNORM_MAX = 0.9952717464311565  # the skew-normal's largest |skewness|
@@ -378,7 +388,7 @@ def sample_forecast(mean:float, # forecast mean of the horizon log return
                     seed:int|None=0, # random seed (fixed by default: estimates are reproducible)
                    ) -> np.ndarray:
     "Draws of the horizon log return with the forecast's mean, std and (approximately, for Cornish–Fisher) skew."
-    std = float(_positive("std", std)); mean, skew = float(_as_float("mean", mean)), float(_as_float("skew", skew))
+    std = float(check_positive("std", std)); mean, skew = float(check_finite("mean", mean)), float(check_finite("skew", skew))
     rng = np.random.default_rng(seed)
     if dist == "skewnorm":
         if abs(skew) >= _SKEWNORM_MAX:
@@ -417,10 +427,10 @@ def liq_prob_forecast(price, # mark price now, > 0
     s = parse_side(side)
     if np.ndim(s): raise ValueError("liq_prob_forecast takes one side; call it per side")
     a = _adverse_distance(price, liq_price, s)
-    if monitor_dt is not None: a = _shift(a, float(std) * np.sqrt(_positive("monitor_dt", monitor_dt)))
+    if monitor_dt is not None: a = _shift(a, float(std) * np.sqrt(check_positive("monitor_dt", monitor_dt)))
     r_fav = s * sample_forecast(mean, std, skew, n_sims, dist, seed)
     hit = _bridge_hit(np.asarray(a)[..., None], r_fav, float(std))
-    p, se = _ret(hit.mean(-1), price, liq_price), _ret(hit.std(-1, ddof=1) / np.sqrt(n_sims), price, liq_price)
+    p, se = scalar_or_array(hit.mean(-1), price, liq_price), scalar_or_array(hit.std(-1, ddof=1) / np.sqrt(n_sims), price, liq_price)
     return (p, se) if return_se else p
 
 # %% ../nbs/04_risk.ipynb #288dc1ac
@@ -436,10 +446,10 @@ def liq_prob_empirical(close, # historical closes (entry at each close)
     "Share of historical `horizon`-bar windows in which the price touched `entry × liq_ratio`."
     s = parse_side(side)
     if np.ndim(s): raise ValueError("liq_prob_empirical takes one side; call it per side")
-    c = _positive("close", close)
-    extreme = c if (low if s > 0 else high) is None else _positive("low" if s > 0 else "high", low if s > 0 else high)
+    c = check_positive("close", close)
+    extreme = c if (low if s > 0 else high) is None else check_positive("low" if s > 0 else "high", low if s > 0 else high)
     if extreme.shape != c.shape: raise ValueError(f"close and {'low' if s > 0 else 'high'} must have the same length")
-    h, ratio = int(horizon), _positive("liq_ratio", liq_ratio)
+    h, ratio = int(horizon), check_positive("liq_ratio", liq_ratio)
     if h < 1 or len(c) <= h: raise ValueError(f"need horizon ≥ 1 and more than horizon bars, got horizon {h} and {len(c)} bars")
     ext = pd.Series(extreme).rolling(h).min() if s > 0 else pd.Series(extreme).rolling(h).max()
     move = (ext.shift(-h).to_numpy() / c)[: len(c) - h : stride]     # adverse extreme of bars t+1..t+h over close t
@@ -447,7 +457,7 @@ def liq_prob_empirical(close, # historical closes (entry at each close)
     p = hit.mean(-1)
     n_eff = max(1.0, len(move) * min(stride, h) / h)
     se = np.sqrt(np.maximum(p * (1 - p), 1e-12) / n_eff)
-    p, se = _ret(p, liq_ratio), _ret(se, liq_ratio)
+    p, se = scalar_or_array(p, liq_ratio), scalar_or_array(se, liq_ratio)
     return (p, se) if return_se else p
 
 # %% ../nbs/04_risk.ipynb #c55577ea
@@ -480,6 +490,7 @@ def _bridge_hits_nb(a, ends, total_var, n_steps, seed):
                 break
     return hits
 
+# %% ../nbs/04_risk.ipynb #17a2166e
 def liq_prob_brute_force(price:float, liq_price:float, side, # position, as in `liq_prob_first_passage`
                          sigma:float, horizon:float, drift:float=0.0, # Brownian motion of log price per unit time
                          n_steps:int=1_000, n_paths:int=20_000, seed:int=0, # discrete paths simulated
@@ -490,7 +501,7 @@ def liq_prob_brute_force(price:float, liq_price:float, side, # position, as in `
     if end_returns is None:
         hits, n = _walk_hits_nb(a, s * drift * horizon / n_steps, sigma * np.sqrt(horizon / n_steps), n_steps, n_paths, seed), n_paths
     else:
-        ends = s * _as_float("end_returns", end_returns).ravel()
+        ends = s * check_finite("end_returns", end_returns).ravel()
         hits, n = _bridge_hits_nb(a, ends, sigma**2 * horizon, n_steps, seed), len(ends)
     p = hits / n
     return (p, np.sqrt(max(p * (1 - p), 1e-12) / n)) if return_se else p
@@ -514,6 +525,7 @@ def _known_series(x, name:str, interval:str|None=None) -> pd.Series:
     if isinstance(x, pd.Series): return x.astype(np.float64)
     return None
 
+# %% ../nbs/04_risk.ipynb #160597c6
 def funding_payments(funding:pd.DataFrame, # fundingRate frame: index = funding time (UTC), column `funding_rate`
                      qty, # signed position (BTC, + long): a number, or a Series of positions by the time they were taken
                      mark, # mark price: a number, a Series indexed by the time it is known, or a mark-price klines frame
@@ -529,9 +541,9 @@ def funding_payments(funding:pd.DataFrame, # fundingRate frame: index = funding 
     if end is not None: ev = ev[ev.index <= to_utc(end)]
     times = ev.index
     m = _known_series(mark, "mark", mark_interval)
-    mark_px = _asof(m, times) if m is not None else np.full(len(times), float(_positive("mark", mark)))
+    mark_px = _asof(m, times) if m is not None else np.full(len(times), float(check_positive("mark", mark)))
     if np.isnan(mark_px).any(): raise ValueError(f"no mark price known at or before funding time {times[np.isnan(mark_px)][0]}")
-    q = _asof(qty.astype(np.float64), times) if isinstance(qty, pd.Series) else np.full(len(times), float(_as_float("qty", qty)))
+    q = _asof(qty.astype(np.float64), times) if isinstance(qty, pd.Series) else np.full(len(times), float(check_finite("qty", qty)))
     q = np.nan_to_num(q)   # no position before the first entry
     notional = q * mark_px
     rate = ev["funding_rate"].to_numpy(np.float64)
@@ -551,14 +563,14 @@ def expected_funding(qty, # signed position (BTC, + long)
                      hours_to_next=None, # hours to the next event (None: phase unknown, horizon / interval events)
                     ) -> float|np.ndarray:
     "Expected funding paid over the next `horizon_hours` (USDT, positive = paid) at the given rate."
-    q, px, rate = _as_float("qty", qty), _positive("mark_price", mark_price), _as_float("funding_rate", funding_rate)
-    H, step = _as_float("horizon_hours", horizon_hours), _positive("interval_hours", interval_hours)
+    q, px, rate = check_finite("qty", qty), check_positive("mark_price", mark_price), check_finite("funding_rate", funding_rate)
+    H, step = check_finite("horizon_hours", horizon_hours), check_positive("interval_hours", interval_hours)
     if (H < 0).any(): raise ValueError("horizon_hours must be ≥ 0")
     if hours_to_next is None: n_events = H / step
     else:
-        nxt = _as_float("hours_to_next", hours_to_next)
+        nxt = check_finite("hours_to_next", hours_to_next)
         n_events = np.where(H >= nxt, np.floor((H - nxt) / step) + 1, 0.0)
-    return _ret(q * px * rate * n_events, qty, mark_price, funding_rate, horizon_hours, hours_to_next)
+    return scalar_or_array(q * px * rate * n_events, qty, mark_price, funding_rate, horizon_hours, hours_to_next)
 
 # %% ../nbs/04_risk.ipynb #fa7812c4
 def var_es(qty, # signed position (BTC)
@@ -569,8 +581,8 @@ def var_es(qty, # signed position (BTC)
           ) -> tuple[float, float]:
     "Value at risk and expected shortfall (USDT, positive = loss) of a position over the forecast horizon."
     if not 0.5 <= level < 1: raise ValueError(f"level must be in [0.5, 1), got {level!r}")
-    q, px = float(_as_float("qty", qty)), float(_positive("price", price))
-    mu, sd, sk = float(_as_float("mean", mean)), float(_positive("std", std)), float(_as_float("skew", skew))
+    q, px = float(check_finite("qty", qty)), float(check_positive("price", price))
+    mu, sd, sk = float(check_finite("mean", mean)), float(check_positive("std", std)), float(check_finite("skew", skew))
     if sk == 0:   # lognormal price: exact
         z = special.ndtri(level)
         growth = math.exp(mu + sd**2 / 2)
@@ -581,12 +593,17 @@ def var_es(qty, # signed position (BTC)
     var = float(np.quantile(loss, level))
     return var, float(loss[loss >= var].mean())
 
-# %% ../nbs/04_risk.ipynb #5ef9bd1c
-_SIZING_NAMES = ("RiskManager", "PositionSizer", "RiskDecision", "RiskSnapshot", "round_to_step", "kelly_fraction")
+# %% ../nbs/04_risk.ipynb #9dbcfe1d
+@njit(cache=True, error_model="numpy")
+def loss_from(equity:float, # equity now, USDT
+              reference:float, # day-start or peak equity, USDT (> 0)
+             ) -> float: # loss as a fraction of `reference` (negative = gain)
+    "The loss `1 − equity / reference`."
+    return 1.0 - equity/reference
 
-def __getattr__(name:str):
-    "PEP 562 module attribute hook: the sizing and limit classes of `btcfut.sizing`, importable from here."
-    if name in _SIZING_NAMES:
-        from btcfut import sizing
-        return getattr(sizing, name)
-    raise AttributeError(f"module 'btcfut.risk' has no attribute {name!r}")
+@njit(cache=True, error_model="numpy")
+def limit_breached(equity:float, reference:float, # as in `loss_from`
+                   limit:float, # max daily loss or max drawdown, fraction
+                  ) -> bool:
+    "True when `loss_from(equity, reference) ≥ limit`."
+    return loss_from(equity, reference) >= limit
