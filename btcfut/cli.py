@@ -16,7 +16,7 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
-           'train_long_cmd', 'evaluate_long_cmd']
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -349,3 +349,45 @@ def evaluate_long_cmd(ctx:typer.Context,
     if json_out: Path(json_out).write_text(json.dumps(res, indent=1, default=str))
     overall = {r["model"]: {k: round(r[k], 5) for k in ("crps", "pinball", "cov10", "cov50", "cov90", "cov80")} for r in res["scores"] if r["fold"] == "all"}
     print(json.dumps(dict(n=res["n"], overall=overall, vs_tft={k: {"mean_diff": v["mean_diff"], "p_value": v["p_value"]} for k, v in res["comparison"].items()})))
+
+# %% ../nbs/10_cli.ipynb #37fa1262
+def _load_1m(st, start:str, end:str):
+    from btcfut.data.store import load_sample, DataNotFoundError
+    try: s = load_sample("1m", start, end, root=st.data_root)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as e: _fail(str(e))
+    if len(s.bars) == 0: _fail(f"no 1m bars in [{start}, {end})")
+    return s
+
+# %% ../nbs/10_cli.ipynb #265da4cd
+@train_app.command("short")
+def train_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                    out:Path=typer.Option(Path("models"), help="directory that receives short/ and baseline/")):
+    "Train the short signal model and its baseline on 1m bars; print a JSON summary."
+    from btcfut.models.serve import train_serving
+    st = ctx.obj; s = _load_1m(st, start, end)
+    try: summary = train_serving(s.bars, s.funding, out, st.cfg)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    print(json.dumps(summary, indent=1, default=str))
+
+# %% ../nbs/10_cli.ipynb #dbda9dff
+@evaluate_app.command("short")
+def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                       json_file:Optional[Path]=typer.Option(None, "--json", help="write metrics and backtest here"),
+                       backtest:bool=typer.Option(True, "--backtest/--no-backtest", help="also backtest each signal after costs")):
+    "Walk-forward metrics of the short model and its baselines (and their signals' after-cost backtest)."
+    from btcfut.models.short import ShortParams, short_features, short_labels, short_data, short_folds, evaluate_short, backtest_signals
+    from btcfut.data.store import atomic_write
+    st = ctx.obj; s = _load_1m(st, start, end); p = ShortParams.from_config(st.cfg)
+    try:
+        data = short_data(short_features(s.bars, s.funding, cfg=st.cfg), short_labels(s.bars.close, p.horizon, p.k, p.vol_window), p)
+        ev = evaluate_short(data, short_folds(data, p), p)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    res = {"start": start, "end": end, "n_folds": int(ev.metrics.index.get_level_values("fold").nunique() - 1),
+           "overall": ev.metrics.xs("all").to_dict(orient="index"),
+           "per_fold": [{"fold": k, "model": m, **v} for (k, m), v in ev.metrics.drop(index="all").to_dict(orient="index").items()]}
+    if backtest:
+        from btcfut.backtest import BacktestEngine
+        bt = backtest_signals(ev, s.bars, s.funding, p, BacktestEngine, st.cfg)
+        res["backtest"] = [{"cost": c, "model": m, **v} for (c, m), v in bt.to_dict(orient="index").items()]
+    print(ev.metrics.xs("all").round(4).to_string())
+    if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
