@@ -1506,6 +1506,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'btcfut.research.ema': ('research.html#ema', 'btcfut/research.py'),
                                  'btcfut.research.feature_columns': ('research.html#feature_columns', 'btcfut/research.py'),
                                  'btcfut.research.fold_key': ('research.html#fold_key', 'btcfut/research.py'),
+                                 'btcfut.research.forecast_scores': ('research.html#forecast_scores', 'btcfut/research.py'),
                                  'btcfut.research.rebalance_band': ('research.html#rebalance_band', 'btcfut/research.py'),
                                  'btcfut.research.research_frame': ('research.html#research_frame', 'btcfut/research.py'),
                                  'btcfut.research.run_backtest': ('research.html#run_backtest', 'btcfut/research.py'),

@@ -19,7 +19,7 @@ from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metr
 __all__ = ['FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog',
            'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
            'buy_and_hold_target', 'ResearchResult', 'run_research', 'run_demo', 'ModelSettings', 'feature_columns',
-           'fold_key', 'check_cache_dir', 'run_model_research', 'backtest_summary', 'run_backtest']
+           'fold_key', 'check_cache_dir', 'forecast_scores', 'run_model_research', 'backtest_summary', 'run_backtest']
 
 # %% ../nbs/06a_research.ipynb #b7f30c19
 _log = get_logger(__name__)
@@ -247,6 +247,7 @@ class ResearchResult:
     settings:ResearchSettings
     report:Path|None=None
     timings:dict=field(default_factory=dict)
+    forecast_scores:pd.DataFrame|None=None # model strategy: the forecaster's out-of-sample scores per fold (pinball, CRPS, coverage)
     def __repr__(self):
         m = self.metrics
         return (f"ResearchResult({len(self.walk_forward.folds)} folds, {self.walk_forward.n_trials} configurations × "
@@ -415,7 +416,8 @@ def check_cache_dir(cache_dir:Path, columns:list[str], interval:str) -> None:
     tmp = f.with_suffix(".tmp"); tmp.write_text(json.dumps(want)); tmp.replace(f)
 
 # %% ../nbs/06a_research.ipynb #8a69c3b3
-def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict):
+def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict,
+                 forecasts:list):
     "The walk-forward hooks of the model strategy: `retrain` trains (or reads) a fold's forecaster, `signal` trades its forecasts."
     from btcfut.models.long import LongForecaster, train_long
     from btcfut.models.data import WindowDataset, valid_window_ends
@@ -437,13 +439,31 @@ def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:floa
         want = pd.Series(0.0, index=hist.index[fold.test_start:fold.test_start + 1])
         if len(rows):
             ds = WindowDataset(hist[model.columns], pd.Series(np.nan, hist.index), model.columns, model.lc.lookback)
-            want = pd.concat([want, long_targets(model.predict(ds, rows).moments(), ss)])
+            fc = model.predict(ds, rows); forecasts.append((fold.k, fc))
+            want = pd.concat([want, long_targets(fc.moments(), ss)])
             want = want[~want.index.duplicated(keep="last")]
         tgt = time_entries(want, hist.index[fold.test_start:], ss)
         checked = apply_risk(tgt, hist.iloc[fold.test_start:], risk, equity, log)
         full = pd.concat([pd.Series(0.0, hist.index[:fold.test_start]), checked]).rename("target")
         return decisions_only(full, first=fold.test_start)
     return retrain, signal
+
+# %% ../nbs/06a_research.ipynb #72ef3b1c
+def forecast_scores(forecasts:list, # (fold, QuantileForecast) pairs, in time order
+                    close:pd.Series, # closes of the research frame
+                    horizon:int, # label horizon, bars
+                   ) -> pd.DataFrame|None:
+    "Out-of-sample scores of the traded forecasts per fold and overall, on the decision bars whose label the data already holds."
+    from btcfut.models.data import forward_log_return
+    from btcfut.models.evaluate import QuantileForecast, score_table
+    if not forecasts: return None
+    idx = pd.DatetimeIndex(np.concatenate([f.index for _, f in forecasts]))
+    vals, fold = np.concatenate([f.values for _, f in forecasts]), np.concatenate([np.full(len(f), k) for k, f in forecasts])
+    y = forward_log_return(close, horizon).reindex(idx)
+    ok = y.notna().to_numpy()
+    if not ok.any(): return None
+    fc = QuantileForecast(idx[ok], vals[ok], forecasts[0][1].levels)
+    return score_table(y[ok], {"tft": fc}, pd.Series(fold[ok], idx[ok], name="fold")).loc["tft"]
 
 # %% ../nbs/06a_research.ipynb #0800d331
 def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, funding)
@@ -466,8 +486,8 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
     off = dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
     engine = BacktestEngine(cfg, leverage=st.margin_leverage, **off)
     traded = BacktestEngine(cfg, leverage=st.margin_leverage, **(dict(risk_limits=True) if st.risk_limits else off))
-    rlog, counts = RiskLog(), {}
-    retrain, signal = _model_hooks(frame, ms, lc, ss, RiskManager(cfg), st.equity, cache_dir, rlog, counts)
+    rlog, counts, fcs = RiskLog(), {}, []
+    retrain, signal = _model_hooks(frame, ms, lc, ss, RiskManager(cfg), st.equity, cache_dir, rlog, counts, fcs)
     run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=sample.funding)
     folds = walk_forward_folds(frame.index, ms.train, ms.test, ms.purge, 0, False, label_horizon=1, start=ms.first_test)
     t1 = time.perf_counter()
@@ -479,7 +499,7 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
     mst = replace(st, rule_variants_tried=ms.n_trials)
     m = _research_metrics(wf, baseline, unmanaged, cfg, mst)
     timings.update(models=dict(counts), total_s=time.perf_counter() - t0)
-    return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, mst, None, timings)
+    return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, mst, None, timings, forecast_scores(fcs, frame["close"], lc.horizon))
 
 # %% ../nbs/06a_research.ipynb #0cc82c34
 STRATEGIES = ("rules", "models")
@@ -497,7 +517,7 @@ def _jsonable(v):
     if isinstance(v, (pd.Timestamp,)): return v.isoformat()
     if isinstance(v, (np.floating, float)): return None if not math.isfinite(float(v)) else float(v)
     if isinstance(v, np.integer): return int(v)
-    return v
+    return v if isinstance(v, (str, int, bool, type(None), list, dict)) else str(v)
 
 def backtest_summary(res:ResearchResult, strategy:str, start, end) -> dict:
     "JSON-ready summary of a run: the range, folds, every metric of every column (all out of sample), risk log, timings."
@@ -507,6 +527,10 @@ def backtest_summary(res:ResearchResult, strategy:str, start, end) -> dict:
             "metrics": {c: {k: _jsonable(v) for k, v in res.metrics[c].items()} for c in res.metrics.columns},
             "risk_checks": {"approved": res.risk_log.approved, "reduced": res.risk_log.reduced, "rejected": res.risk_log.rejected,
                             "binding": dict(res.risk_log.reasons)},
+            "per_fold": [{k: _jsonable(v) for k, v in r.items()} for r in
+                         res.walk_forward.fold_stats.reset_index().to_dict(orient="records")],
+            "forecast_scores": None if res.forecast_scores is None else
+                {str(k): {c: _jsonable(v) for c, v in r.items()} for k, r in res.forecast_scores.iterrows()},
             "timings": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.timings.items()}}
 
 # %% ../nbs/06a_research.ipynb #a5979d78
