@@ -424,6 +424,7 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
                  metrics:pd.DataFrame|None=None, # table from `metrics_table`, shown at the top
                  max_points:int=5000, # per chart trace
                  others:dict|None=None, # more results by name (e.g. the same targets without risk halts), drawn dotted on equity and drawdown
+                 tables:dict|None=None, # more tables by heading (e.g. per-fold model scores), shown after the charts
                 ) -> Path:
     "Write one self-contained HTML report: quantstats tearsheet plus plotly charts."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -446,6 +447,8 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
                  f'<div style="flex:0 0 790px">{figs[0]}{figs[1]}</div>'
                  f'<div style="flex:0 0 380px">{table}</div></div>')
     parts.extend(figs[2:])
+    for name, df in (tables or {}).items():
+        parts.append(f"<h3>{_html.escape(str(name))}</h3>" + df.to_html(classes="btcfut-metrics", border=0, float_format=lambda v: f"{v:.4g}"))
     parts.append('<hr><h2>quantstats tearsheet (daily returns)</h2></div>')
     head, sep, tail = page.partition("<body>")
     page = head + sep + "\n".join(parts) + tail if sep else "\n".join(parts) + page

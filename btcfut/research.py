@@ -357,7 +357,7 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
 class ModelSettings:
     "The model strategy's walk-forward settings (small CPU configurations by default)."
     train:str="365D" # training window (longer than the model's lookback + 2 × horizon)
-    test:str="90D" # test window
+    test:str="180D" # test window (few folds: each one trains a network)
     purge:str="24h" # gap between training and test (a fold's labels end inside its training rows)
     first_test:str|None="2021-01-01" # first test bar; None: as early as `train` allows
     decide_every:int=24 # bars between decisions on the test window
