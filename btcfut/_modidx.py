@@ -1508,6 +1508,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'btcfut.research.fold_key': ('research.html#fold_key', 'btcfut/research.py'),
                                  'btcfut.research.forecast_scores': ('research.html#forecast_scores', 'btcfut/research.py'),
                                  'btcfut.research.rebalance_band': ('research.html#rebalance_band', 'btcfut/research.py'),
+                                 'btcfut.research.report_tables': ('research.html#report_tables', 'btcfut/research.py'),
                                  'btcfut.research.research_frame': ('research.html#research_frame', 'btcfut/research.py'),
                                  'btcfut.research.run_backtest': ('research.html#run_backtest', 'btcfut/research.py'),
                                  'btcfut.research.run_demo': ('research.html#run_demo', 'btcfut/research.py'),

@@ -18,8 +18,9 @@ from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metr
 # %% auto #0
 __all__ = ['FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog',
            'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
-           'buy_and_hold_target', 'ResearchResult', 'run_research', 'run_demo', 'ModelSettings', 'feature_columns',
-           'fold_key', 'check_cache_dir', 'forecast_scores', 'run_model_research', 'backtest_summary', 'run_backtest']
+           'buy_and_hold_target', 'ResearchResult', 'run_research', 'report_tables', 'run_demo', 'ModelSettings',
+           'feature_columns', 'fold_key', 'check_cache_dir', 'forecast_scores', 'run_model_research',
+           'backtest_summary', 'run_backtest']
 
 # %% ../nbs/06a_research.ipynb #b7f30c19
 _log = get_logger(__name__)
@@ -248,6 +249,7 @@ class ResearchResult:
     report:Path|None=None
     timings:dict=field(default_factory=dict)
     forecast_scores:pd.DataFrame|None=None # model strategy: the forecaster's out-of-sample scores per fold (pinball, CRPS, coverage)
+    models:Any=None # `run_demo(models=True)`: the model strategy's ResearchResult
     def __repr__(self):
         m = self.metrics
         return (f"ResearchResult({len(self.walk_forward.folds)} folds, {self.walk_forward.n_trials} configurations × "
@@ -316,12 +318,23 @@ def run_research(sample, # btcfut.data.store.Sample
     timings["total_s"] = time.perf_counter() - t0
     return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, st, None, timings)
 
+# %% ../nbs/06a_research.ipynb #f3d2018d
+def report_tables(res:ResearchResult) -> dict:
+    "The report's tables of a run: per-fold out-of-sample results, and for the model strategy the forecaster's scores per fold."
+    t = {"per-fold out-of-sample results": res.walk_forward.fold_stats.drop(columns=["model"], errors="ignore")}
+    if res.forecast_scores is not None:
+        t["the long forecaster's out-of-sample scores per fold (log return over its horizon)"] = res.forecast_scores
+    return t
+
 # %% ../nbs/06a_research.ipynb #2436e12c
 def run_demo(cfg:Config|None=None, # default: Config.load()
              out:str|Path="reports/demo.html", # report path
              data_dir:str|Path|None=None, # store root (default: the bundled data)
              progress:bool=True, # tqdm over folds
              console:bool=True, # print the metrics table with rich
+             models:bool=False, # also run the model strategy (`run_model_research`) and show it beside the rules
+             models_dir:str|Path|None="models/backtest", # its per-fold model cache
+             ms:ModelSettings|None=None, # its settings (default: `ModelSettings.from_config(cfg)`)
             ) -> ResearchResult:
     "Bundled data → features → walk-forward sweep → sizing → risk → backtest → metrics → HTML report."
     from btcfut.data.store import load_sample
@@ -335,9 +348,20 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
     wf = res.walk_forward
     title = (f"btcfut demo: EMA trend + momentum, vol-targeted, walk-forward {st.train} train / {st.test} test, "
              f"{len(wf.folds)} folds, a sweep of {wf.n_trials} configurations per fold")
-    others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
-    res.report = write_report(res.result, out, title, baseline=res.baseline, walk_forward=wf, metrics=res.metrics, others=others,
-                              max_points=st.report_max_points)
+    others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else {}
+    metrics, tables = res.metrics, report_tables(res)
+    if models:
+        t2 = time.perf_counter()
+        mres = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress)
+        res.timings["models_s"] = time.perf_counter() - t2
+        mcols = {"strategy": "models", "strategy, no halts": "models, no halts"}
+        metrics = pd.concat([metrics, mres.metrics[[c for c in mcols if c in mres.metrics]].rename(columns=mcols)], axis=1)
+        others["models"] = mres.result
+        tables = {f"Rules: {k}": v for k, v in tables.items()} | {f"Models: {k}": v for k, v in report_tables(mres).items()}
+        title += "; beside it the long forecaster retrained per fold"
+        res.metrics, res.models = metrics, mres
+    res.report = write_report(res.result, out, title, baseline=res.baseline, walk_forward=wf, metrics=metrics, others=others or None,
+                              max_points=st.report_max_points, tables=tables)
     res.timings.update(load_s=load_s, report_s=time.perf_counter() - t1, wall_s=time.perf_counter() - t0)
     if console:
         from rich.console import Console
@@ -564,5 +588,6 @@ def run_backtest(strategy:str, # "rules" or "models"
         others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
         res.report = write_report(res.result, report, f"btcfut backtest: {strategy} strategy, {start:%Y-%m-%d} → {end:%Y-%m-%d}, "
                                   f"{len(res.walk_forward.folds)} walk-forward folds", baseline=res.baseline,
-                                  walk_forward=res.walk_forward, metrics=res.metrics, others=others, max_points=st.report_max_points)
+                                  walk_forward=res.walk_forward, metrics=res.metrics, others=others, max_points=st.report_max_points,
+                                  tables=report_tables(res))
     return res
