@@ -383,7 +383,7 @@ class ModelSettings:
     train:str="365D" # training window (longer than the model's lookback + 2 × horizon)
     test:str="180D" # test window (few folds: each one trains a network)
     purge:str="24h" # gap between training and test (a fold's labels end inside its training rows)
-    first_test:str|None="2021-01-01" # first test bar; None: as early as `train` allows
+    first_test:str|None=None # first test bar; None: as early as `train` allows
     decide_every:int=24 # bars between decisions on the test window
     long:dict=field(default_factory=lambda: dict(max_epochs=4, patience=1)) # overrides of `models.long`
     n_trials:int=1 # model configurations compared on this data before (deflated Sharpe)
