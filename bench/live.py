@@ -21,6 +21,8 @@ import numpy as np, pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from btcfut.core import Config
+from btcfut.cli import replay_fake
 from btcfut.live import replay_session
 
 def log(*a): print(*a, file=sys.stderr, flush=True)
@@ -46,7 +48,8 @@ def main():
         n[0] += 1
         if n[0] % a.sample == 0: rss.append(rss_mb()); log(f"{n[0]} bars, rss {rss[-1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
-    lp = asyncio.run(replay_session(start, end, a.speed, exchange=not a.paper, on_decision=on_decision))
+    cfg = Config.load()
+    lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg), start, end, a.speed, cfg, exchange=not a.paper, on_decision=on_decision))
     wall = time.perf_counter() - t0
     lat = np.array([d.latency_ms for d in lp.decisions if d.order_qty])
     all_lat = np.array([d.latency_ms for d in lp.decisions])

@@ -133,6 +133,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'btcfut.cli.paper': ('cli.html#paper', 'btcfut/cli.py'),
                             'btcfut.cli.parse_time_option': ('cli.html#parse_time_option', 'btcfut/cli.py'),
                             'btcfut.cli.parse_time_range': ('cli.html#parse_time_range', 'btcfut/cli.py'),
+                            'btcfut.cli.replay_fake': ('cli.html#replay_fake', 'btcfut/cli.py'),
                             'btcfut.cli.resolve_cli_config': ('cli.html#resolve_cli_config', 'btcfut/cli.py'),
                             'btcfut.cli.risk_brackets': ('cli.html#risk_brackets', 'btcfut/cli.py'),
                             'btcfut.cli.risk_liq': ('cli.html#risk_liq', 'btcfut/cli.py'),

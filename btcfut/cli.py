@@ -16,8 +16,8 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
-           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'paper', 'journal_status',
-           'status']
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'replay_fake', 'paper',
+           'journal_status', 'status']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -392,12 +392,25 @@ def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="firs
     print(ev.metrics.xs("all").round(4).to_string())
     if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
 
-# %% ../nbs/10_cli.ipynb #dafe2251
+# %% ../nbs/10_cli.ipynb #2900f704
 def _decision_line(d) -> str:
     "One console line for a decision that sent an order."
     t = pd.Timestamp(d.open_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
     side = {1: "long ", -1: "short", 0: "flat "}[d.signal]
     return f"{t}  {side}  target {d.target_qty:+.3f} BTC  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
+
+def replay_fake(start:pd.Timestamp, end:pd.Timestamp, # live bars [start, end), UTC
+                speed:float, # data seconds per wall second
+                cfg:Config, data_root=None, # the store (default: the bundled one)
+                warm:int=300): # bars before `start` served for the warm-up
+    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay."
+    from btcfut.data.store import load_sample
+    from btcfut.fakex import FakeExchange, MarketData
+    if start >= end: _fail(f"replay start {start} must be before end {end}")
+    s = load_sample("1m", start - pd.Timedelta(minutes=warm), end, root=data_root)
+    if len(s.bars.loc[start:]) == 0: _fail(f"no 1m bars in the store in [{start}, {end})")
+    # the request-weight window shrinks with the speed: the weight allowed per minute of *data* stays Binance's
+    return FakeExchange(MarketData(klines={"1m": s.bars}, funding=s.funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed))
 
 @app.command()
 def paper(ctx:typer.Context,
@@ -414,8 +427,8 @@ def paper(ctx:typer.Context,
     if replay[0] is None: _fail("paper trading runs on a replay for now: give --replay START END (UTC)")
     start, end = parse_time_range(*replay)
     if not speed > 0: _fail(f"--speed must be > 0, got {speed}")
-    j = Journal(journal, cfg=st.cfg)
-    session = lambda signals: replay_session(start, end, speed, st.cfg, st.data_root, models, j, st.cfg.monitoring.port if port is None else port,
+    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root), Journal(journal, cfg=st.cfg)
+    session = lambda signals: replay_session(fx, start, end, speed, st.cfg, models, j, st.cfg.monitoring.port if port is None else port,
                                              handle_signals=signals, on_decision=lambda d: print(_decision_line(d), flush=True) if d.order_qty else None)
     try: asyncio.get_running_loop()
     except RuntimeError: lp = asyncio.run(session(True)) # the usual case: Ctrl-C and SIGTERM stop after the bar being decided
@@ -427,7 +440,7 @@ def paper(ctx:typer.Context,
           f"wallet {s['wallet_usdt']:,.2f} USDT; answers by {s['sources']}; breakers open: {s['breakers_open'] or 'none'}")
     print(json.dumps(s, default=str))
 
-# %% ../nbs/10_cli.ipynb #f3624873
+# %% ../nbs/10_cli.ipynb #693a8b1d
 def journal_status(journal) -> dict: # a `Journal`
     "Position, last decision and order counts from the journal."
     fills, decs = journal.rows("fill"), journal.rows("decision")
