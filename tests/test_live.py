@@ -155,3 +155,23 @@ def test_model_raising_falls_back(sample, caplog):
     assert line and float(line[0].split()[-1]) == 3.0, line
     msgs = " ".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
     assert "weights corrupted" in msgs and "fallback" in msgs
+
+def test_sigterm_stops_cleanly(sample):
+    "SIGTERM mid-replay: the loop finishes the bar it is deciding, stops, and every decision is in the journal."
+    import os, signal
+    n = 200
+    async def main():
+        fx = await _fake(sample)
+        try:
+            lp = await _loop(fx, n)
+            fx.start_replay(START, speed=600.0)
+            asyncio.get_running_loop().call_later(1.5, os.kill, os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(START)) + (n - 1) * M, check_s=0.05,
+                                          handle_signals=True), 30)
+            return lp
+        finally: await fx.stop()
+    lp = asyncio.run(main())
+    assert 0 < len(lp.decisions) < n
+    rows = [r for r in lp.journal.rows("decision") if "signal" in r["payload"]]
+    assert [r["payload"]["bar"] for r in rows] == [str(pd.Timestamp(d.open_ms, unit="ms", tz="UTC")) for d in lp.decisions]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL # handlers removed on the way out
