@@ -303,7 +303,8 @@ def _long_data(st:State, end:str|None):
     from btcfut.features import build_features
     from btcfut.models.long import LongConfig
     lc = LongConfig.from_config(st.cfg)
-    try: s = load_sample(lc.interval, end=end or None, root=st.data_dir)
+    if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
+    try: s = load_sample(lc.interval, end=end or None, root=st.data_root)
     except DataNotFoundError as e: _fail(str(e))
     if len(s.bars) < lc.lookback + 2 * lc.horizon: _fail(f"only {len(s.bars)} {lc.interval} bars before {end}; the long model needs more than {lc.lookback + 2 * lc.horizon}")
     return lc, s, build_features(s.bars, s.funding, cfg=st.cfg)

@@ -17,6 +17,8 @@ TINY = """models:
     patience: 1
     batch_size: 32
     lgbm_estimators: 20
+    train: 90D
+    test: 20D
 """
 
 def run(*args, timeout=600) -> subprocess.CompletedProcess:
@@ -36,6 +38,15 @@ def test_train_then_evaluate_long(tmp_path):
     assert set(out["overall"]) == {"tft", "unconditional", "ewma_gauss", "lightgbm"} and out["n"] > 0
     full = json.loads((tmp_path/"ev.json").read_text())
     assert {"scores", "comparison", "lag"} <= set(full)
+
+def test_walk_forward_evaluation_saves_fold_models(tmp_path):
+    cfg = tmp_path/"tiny.yaml"; cfg.write_text(TINY)
+    r = run("--config", str(cfg), "evaluate", "long", "--walk-forward", "--max-folds", "1", "--models", str(tmp_path/"wf"),
+            "--start", "2024-10-01", "--end", "2025-01-01")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["n"] > 0 and set(out["vs_tft"]) == {"unconditional", "ewma_gauss", "lightgbm"}
+    assert (tmp_path/"wf"/"fold_00"/"card.json").is_file()
 
 def test_bad_input_gets_a_clear_error(tmp_path):
     r = run("evaluate", "long", "--models", str(tmp_path/"nothing"), "--start", "2024-09-10")
