@@ -344,7 +344,7 @@ def _check_error(self:BacktestEngine, err:np.ndarray, bars:pd.DataFrame):
 @patch
 def _run_arrays(self:BacktestEngine, prep:_Prepared, target, target_unit, orders, stop_loss, take_profit):
     "The compiled run: per-bar outputs, ledger rows and final state."
-    out, tr, st, err = run_bars(*self._kernel_inputs(prep, target, target_unit, orders, stop_loss, take_profit))
+    out, tr, st, err = run_bars(*self._kernel_inputs(prep, target, target_unit, orders, stop_loss, take_profit), True)
     self._check_error(err, prep.bars)
     return out, tr, st
 
@@ -417,14 +417,15 @@ def run_many(self:BacktestEngine,
 
 # %% ../nbs/05_backtest.ipynb #63acf5ac
 def warmup() -> float:
-    "Compile (or load from numba's cache) the core on a tiny input; return the seconds it took."
+    "Compile (or load from numba's cache) the core on a tiny input (`run` and `run_many`); return the seconds it took."
     import time
     t0 = time.perf_counter()
     idx = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC", name="time").as_unit("ms")
     b = pd.DataFrame({"open": 100., "high": 101., "low": 99., "close": 100., "volume": 10.}, index=idx)
-    BacktestEngine(Config.load(), leverage=5.0).run(b, pd.Series([1., -1., 0., 0.], idx),
-        orders=pd.DataFrame({"time": idx[:1], "kind": ["limit"], "qty": [1.], "price": [99.5]}),
-        fine_bars=b.iloc[:0], stop_loss=0.01)
+    eng, tgt = BacktestEngine(Config.load(), leverage=5.0), pd.Series([1., -1., 0., 0.], idx)
+    eng.run(b, tgt, orders=pd.DataFrame({"time": idx[:1], "kind": ["limit"], "qty": [1.], "price": [99.5]}),
+            fine_bars=b.iloc[:0], stop_loss=0.01)
+    eng.run_many(b, [tgt], fine_bars=b.iloc[:0], stop_loss=0.01, workers=1)
     return time.perf_counter() - t0
 
 # %% ../nbs/05_backtest.ipynb #7baa593c
