@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 PIP   := $(PY) -m pip
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
-APT_PACKAGES := chromium prometheus
+APT_PACKAGES := chromium prometheus postgresql
 TORCH := torch==2.13.0
 
 .PHONY: venv sysdeps demo test docs bench lab clean-docs
@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev,models]' && \
 	touch $@ && echo "==> venv ready in $$(( $$(date +%s) - start ))s"
 
-# Debian packages the tests use (headless Chromium for docs/report checks, Prometheus for monitoring).
+# Debian packages the tests use (headless Chromium for docs/report checks, Prometheus for monitoring,
+# PostgreSQL for the execution journal against a real server).
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

@@ -12,10 +12,11 @@ from typer.core import TyperGroup
 from .core import Config, ConfigError, audit, log_level, parse_side, redact, setup_logging_from_config, to_utc
 
 # %% auto #0
-__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'CliError', 'one_line',
-           'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options', 'show_config', 'version', 'parse_time_option',
-           'parse_time_range', 'demo', 'data_import', 'data_fetch', 'data_download', 'data_info_cmd', 'risk_brackets',
-           'risk_liq', 'fakex', 'main']
+__all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app', 'data_app', 'risk_app', 'train_app',
+           'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
+           'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
+           'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -153,13 +154,10 @@ def data_import(ctx:typer.Context,
                 manifest:bool=typer.Option(False, help="also write MANIFEST.md and SHA256SUMS (as for the bundled store)"),
                 require_checksum:bool=typer.Option(False, help="refuse zips without a .CHECKSUM beside them")):
     "Import Binance public-archive files into the store (`data.on_conflict` settles rows that differ)."
-    from btcfut.data.store import DataManager, import_path
+    from btcfut.data.store import import_path
     st = ctx.obj
     if not path.exists(): _fail(f"no such file or directory: {path}")
-    if manifest: rep = import_path(path, root=st.data_root, require_checksum=require_checksum, manifest=True, progress=sys.stderr.isatty())
-    else:
-        dm = DataManager(st.data_root, st.cfg)
-        rep = dict(root=str(dm.root), **dm.import_archive(path, require_checksum=require_checksum, progress=sys.stderr.isatty()).to_dict())
+    rep = import_path(path, root=st.data_root, require_checksum=require_checksum, manifest=manifest, progress=sys.stderr.isatty(), cfg=st.cfg)
     print(json.dumps(rep, indent=1, default=str))
 
 # %% ../nbs/10_cli.ipynb #9fb9c051
@@ -200,6 +198,24 @@ def data_download(ctx:typer.Context,
     for path in (rep.paths if do_import else []):
         print(json.dumps(dict(root=str(dm.root), **dm.import_archive(path).to_dict()), default=str))
 
+# %% ../nbs/10_cli.ipynb #c3d1a002
+def info_notes(info:dict, # `DataManager.info()`
+               shown:int=20, # impossible bars listed per series
+              ) -> list[str]:
+    "One line per problem in the store: impossible bars, interrupted writes, temporary files they left."
+    out = []
+    for s in info["series"]:
+        n, ts = s.get("impossible_bars") or 0, s.get("impossible_list", [])[:shown]
+        if n: out.append(f"{s['dataset']} {s['symbol']} {s['interval'] or ''}: {n} impossible bar(s) (low/high/open/close "
+                         f"inconsistent, volume < 0 or price <= 0) at {', '.join(ts)}{' ...' if n > len(ts) else ''}".replace("  ", " "))
+    for r in info.get("interrupted", []):
+        out.append(f"interrupted: the last write of {r['file']} never finished (pid {r.get('pid', '?')}, {r.get('what', '?')}, "
+                   f"started {r.get('started', '?')}); run it again (the next write of that file completes it)")
+    if info.get("orphan_files"):
+        out.append(f"{len(info['orphan_files'])} temporary file(s) left by interrupted writes (the next write of each file "
+                   f"removes them): {', '.join(info['orphan_files'])}")
+    return out
+
 # %% ../nbs/10_cli.ipynb #50a2b3e8
 @data_app.command("info")
 def data_info_cmd(ctx:typer.Context, as_json:bool=typer.Option(False, "--json", help="print JSON instead of a table"),
@@ -213,10 +229,13 @@ def data_info_cmd(ctx:typer.Context, as_json:bool=typer.Option(False, "--json", 
     if as_json: print(json.dumps(info, indent=1, default=str)); return
     from rich.console import Console; from rich.table import Table
     df = info_table(info)
+    for c in ("first", "last"): df[c] = [v if v is None else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M") for v in df[c]]
+    cells = [[c, *("—" if pd.isna(v) else str(v) for v in df[c])] for c in df.columns]
     t = Table(title=f"store {info['root']}")
-    for c in df.columns: t.add_column(c, no_wrap=True)
-    for row in df.itertuples(index=False): t.add_row(*("—" if pd.isna(v) else str(v) for v in row))
-    Console(width=max(Console().width, 160)).print(t)
+    for col in cells: t.add_column(col[0], no_wrap=True)
+    for row in zip(*(col[1:] for col in cells)): t.add_row(*row)
+    Console(width=max(Console().width, sum(max(map(len, col)) + 3 for col in cells) + 1)).print(t) # never cut a cell
+    for line in info_notes(info): typer.secho(line, fg="yellow")
 
 # %% ../nbs/10_cli.ipynb #a1328eda
 risk_app = typer.Typer(help="Leverage brackets, liquidation price and probability.", no_args_is_help=True)
@@ -270,3 +289,105 @@ def fakex(ctx:typer.Context, host:str=typer.Option("127.0.0.1"), port:int=typer.
 def main():
     "Entry point of the `btcfut` console script."
     app()
+
+# %% ../nbs/10_cli.ipynb #68e5a69a
+train_app = typer.Typer(help="Train models into model directories.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Score models out of sample against their baselines.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+def _long_data(st:State, end:str|None):
+    "Bars (all stored bars before `end`: features need their warm-up) and their features, for the long model."
+    from btcfut.data.store import load_sample, DataNotFoundError
+    from btcfut.features import build_features
+    from btcfut.models.long import LongConfig
+    lc = LongConfig.from_config(st.cfg)
+    if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
+    try: s = load_sample(lc.interval, end=end or None, root=st.data_root)
+    except DataNotFoundError as e: _fail(str(e))
+    if len(s.bars) < lc.lookback + 2 * lc.horizon: _fail(f"only {len(s.bars)} {lc.interval} bars before {end}; the long model needs more than {lc.lookback + 2 * lc.horizon}")
+    return lc, s, build_features(s.bars, s.funding, cfg=st.cfg)
+
+# %% ../nbs/10_cli.ipynb #2b096e9f
+@train_app.command("long")
+def train_long_cmd(ctx:typer.Context,
+                   start:str=typer.Option(..., help="first decision bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC: labels end before it"),
+                   out:Path=typer.Option(..., help="model directory to write")):
+    "Train the long-horizon forecaster on [start, end) and save it."
+    from btcfut.models.long import train_long
+    if to_utc(start) >= to_utc(end): _fail(f"--start {start} must be before --end {end}")
+    lc, s, feats = _long_data(ctx.obj, end)
+    try: m = train_long(feats, s.bars.close, lc, start, end, progress=True)
+    except ValueError as e: _fail(str(e))
+    m.save(out)
+    print(json.dumps(dict(model=str(out), params=m.n_params, features=len(m.columns), train_range=m.train_range, epochs=len(m.history),
+                          val_loss=min(h["val"] for h in m.history))))
+
+# %% ../nbs/10_cli.ipynb #a0cbeb5c
+@evaluate_app.command("long")
+def evaluate_long_cmd(ctx:typer.Context,
+                      models:Path=typer.Option(..., help="a saved model directory (or, with --walk-forward, where fold models go)"),
+                      start:str=typer.Option(..., help="first decision bar scored, UTC"), end:Optional[str]=typer.Option(None, help="end (exclusive), UTC"),
+                      json_out:Optional[Path]=typer.Option(None, "--json", help="write the metrics here"),
+                      walk_forward:bool=typer.Option(False, help="retrain per walk-forward fold instead of scoring one saved model"),
+                      max_folds:Optional[int]=typer.Option(None, help="with --walk-forward: only the first folds")):
+    "Out-of-sample scores of the long-horizon forecaster and its baselines (pinball, CRPS, coverage, PIT, DM test)."
+    from btcfut.models.long import LongForecaster, evaluate_long_model, walk_forward_long
+    from btcfut.models.registry import ModelLoadError
+    if end and to_utc(start) >= to_utc(end): _fail(f"--start {start} must be before --end {end}")
+    if not walk_forward:
+        try: m = LongForecaster.load(models)
+        except ModelLoadError as e: _fail(str(e))
+    lc, s, feats = _long_data(ctx.obj, end)
+    try:
+        if walk_forward:
+            from dataclasses import replace
+            ev = walk_forward_long(feats, s.bars.close, replace(lc, start=start), max_folds=max_folds, save_dir=models)
+        else: ev = evaluate_long_model(m, feats, s.bars.close, start, end)
+    except ValueError as e: _fail(str(e))
+    res = ev.to_dict()
+    if json_out: Path(json_out).write_text(json.dumps(res, indent=1, default=str))
+    overall = {r["model"]: {k: round(r[k], 5) for k in ("crps", "pinball", "cov10", "cov50", "cov90", "cov80")} for r in res["scores"] if r["fold"] == "all"}
+    print(json.dumps(dict(n=res["n"], overall=overall, vs_tft={k: {"mean_diff": v["mean_diff"], "p_value": v["p_value"]} for k, v in res["comparison"].items()})))
+
+# %% ../nbs/10_cli.ipynb #37fa1262
+def _load_1m(st, start:str, end:str):
+    from btcfut.data.store import load_sample, DataNotFoundError
+    try: s = load_sample("1m", start, end, root=st.data_root)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as e: _fail(str(e))
+    if len(s.bars) == 0: _fail(f"no 1m bars in [{start}, {end})")
+    return s
+
+# %% ../nbs/10_cli.ipynb #265da4cd
+@train_app.command("short")
+def train_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                    out:Path=typer.Option(Path("models"), help="directory that receives short/ and baseline/")):
+    "Train the short signal model and its baseline on 1m bars; print a JSON summary."
+    from btcfut.models.serve import train_serving
+    st = ctx.obj; s = _load_1m(st, start, end)
+    try: summary = train_serving(s.bars, s.funding, out, st.cfg)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    print(json.dumps(summary, indent=1, default=str))
+
+# %% ../nbs/10_cli.ipynb #dbda9dff
+@evaluate_app.command("short")
+def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+                       json_file:Optional[Path]=typer.Option(None, "--json", help="write metrics and backtest here"),
+                       backtest:bool=typer.Option(True, "--backtest/--no-backtest", help="also backtest each signal after costs")):
+    "Walk-forward metrics of the short model and its baselines (and their signals' after-cost backtest)."
+    from btcfut.models.short import ShortParams, short_features, short_labels, short_data, short_folds, evaluate_short, backtest_signals
+    from btcfut.data.store import atomic_write
+    st = ctx.obj; s = _load_1m(st, start, end); p = ShortParams.from_config(st.cfg)
+    try:
+        data = short_data(short_features(s.bars, s.funding, cfg=st.cfg), short_labels(s.bars.close, p.horizon, p.k, p.vol_window), p)
+        ev = evaluate_short(data, short_folds(data, p), p)
+    except (ValueError, KeyError) as e: _fail(str(e))
+    res = {"start": start, "end": end, "n_folds": int(ev.metrics.index.get_level_values("fold").nunique() - 1),
+           "overall": ev.metrics.xs("all").to_dict(orient="index"),
+           "per_fold": [{"fold": k, "model": m, **v} for (k, m), v in ev.metrics.drop(index="all").to_dict(orient="index").items()]}
+    if backtest:
+        from btcfut.backtest import BacktestEngine
+        bt = backtest_signals(ev, s.bars, s.funding, p, BacktestEngine, st.cfg)
+        res["backtest"] = [{"cost": c, "model": m, **v} for (c, m), v in bt.to_dict(orient="index").items()]
+    print(ev.metrics.xs("all").round(4).to_string())
+    if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))

@@ -236,8 +236,8 @@ CONFIG_RULES = {
     "exchange.recv_window_ms": "[1, 60000]", "exchange.timeout_s": "(0, inf)", "exchange.weight_limit": "[1, inf)",
     "exchange.weight_budget": "(0, 1]", "exchange.weight_window_s": "(0, inf)", "exchange.max_concurrency": "[1, inf)",
     "exchange.page_limit": "[1, 1500]", "exchange.max_retries": "[0, inf)", "exchange.backoff_base_s": "[0, inf)",
-    "exchange.backoff_max_s": "[0, inf)",
-    "data.on_conflict": ("new", "keep", "raise"),
+    "exchange.backoff_max_s": "[0, inf)", "exchange.max_rate_limit_waits": "[0, inf)",
+    "data.on_conflict": ("new", "keep", "raise"), "data.lock_timeout_s": "[0, inf]",
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     "logging.max_bytes": "[0, inf)", "logging.backup_count": "[0, inf)",
     "fees.maker": "[0, 0.01]", "fees.taker": "[0, 0.01]",
@@ -270,6 +270,8 @@ def _check_rule(path:str, value:Any, shown:str) -> Any:
         for choice in rule:
             if str(value).lower() == choice.lower(): return choice
         raise ConfigError(f"config key {path!r}: {shown} is not one of {', '.join(rule)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config key {path!r}: expected a number in {rule}, got {shown}")
     lo, hi = (float(x) for x in rule[1:-1].split(","))
     ok = (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
     if not ok: raise ConfigError(f"config key {path!r}: {shown} is out of range; expected a value in {rule}")

@@ -3,10 +3,11 @@ import json, os, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 import pandas as pd
 import pytest
+from btcfut.data.archive import shared_archive_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BTCFUT = str(Path(sys.executable).parent / "btcfut")
-SHARED = ROOT.parent / "shared" / "data" / "binance"
+SHARED = shared_archive_dir() or Path("shared-archive-not-found")  # shared/data/binance beside the checkout or above it
 LOGS = tempfile.mkdtemp(prefix="btcfut-test-logs-")  # the commands' log and audit files, out of the repository
 ENV = {**{k: v for k, v in os.environ.items() if k != "BTCFUT_DATA_DIR"}, "BTCFUT_CONFIG": "", "BTCFUT_LOG_DIR": LOGS}
 
@@ -20,7 +21,7 @@ def run(*args, timeout=300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def fake_exchange():
-    if not SHARED.is_dir(): pytest.skip(f"shared archive data not found at {SHARED}")
+    if not SHARED.is_dir(): pytest.skip("shared archive data (shared/data/binance) not found beside the checkout or in a folder above it")
     port = _free_port()
     p = subprocess.Popen([BTCFUT, "fakex", "--port", str(port), "--archive-root", str(SHARED)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
@@ -73,3 +74,12 @@ def test_fetch_takes_epoch_milliseconds(fake_exchange, tmp_path):
             "--end", "2024-01-03", "--base-url", fake_exchange)               # 1704067200000 = 2024-01-01 00:00 UTC
     assert r.returncode == 0, r.stderr
     assert "fetched 48 rows" in r.stdout
+
+def test_the_shared_archive_is_found_in_any_folder_above_the_checkout(tmp_path, monkeypatch):
+    import btcfut.core
+    (tmp_path / "shared" / "data" / "binance").mkdir(parents=True)
+    monkeypatch.setattr(btcfut.core, "project_root", lambda: tmp_path / "work" / "wt" / "glue")   # a worktree two levels down
+    assert shared_archive_dir() == tmp_path / "shared" / "data" / "binance"
+    monkeypatch.setattr(btcfut.core, "project_root", lambda: tmp_path / "elsewhere" / "repo")
+    (tmp_path / "shared" / "data" / "binance").rmdir()
+    assert shared_archive_dir() is None

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from btcfut.core import time_to_ms
+from btcfut.data.archive import shared_archive_dir
 from btcfut.data.store import DataManager
 from btcfut.fakex import FakeExchange, MarketData, sign_params
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+SHARED = shared_archive_dir() or Path("shared-archive-not-found")  # shared/data/binance beside the checkout or above it
 
 
 async def get(fx, path, status=200, **params):
@@ -230,7 +231,7 @@ async def test_user_data_stream_reports_fills(fakex):
 
 
 # ---- archive files ------------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not (SHARED / "futures").exists(), reason="shared archive not found")
+@pytest.mark.skipif(not (SHARED / "futures").exists(), reason="shared archive (shared/data/binance) not found beside the checkout or above it")
 async def test_archive_route_with_ranges():
     rel = "futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip"
     data = (SHARED / rel).read_bytes()
@@ -261,7 +262,7 @@ def test_serve_runs_as_a_process():
         p.terminate(); p.wait(10)
 
 
-@pytest.mark.skipif(not (SHARED / "stream").exists(), reason="shared stream capture not found")
+@pytest.mark.skipif(not (SHARED / "stream").exists(), reason="shared stream capture (shared/data/binance/stream) not found beside the checkout or above it")
 async def test_recorded_capture_replays_a_consistent_order_book():
     "Binance's diff-depth sync rules hold on the replayed real capture: snapshot, then an unbroken pu → u chain."
     async with FakeExchange(MarketData.synthetic(periods=50), port=0, capture=SHARED / "stream" / "btcusdt_20240808.gz",

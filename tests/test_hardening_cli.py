@@ -122,11 +122,89 @@ def test_no_error_message_contains_a_secret(tmp_path):
 @pytest.mark.parametrize("text,key", [
     ("exchange:\n  page_limit: 0\n", "exchange.page_limit"), ("exchange:\n  timeout_s: -1\n", "exchange.timeout_s"),
     ("exchange:\n  max_retries: -1\n", "exchange.max_retries"), ("fees:\n  taker: -0.0005\n", "fees.taker"),
-    ("fees:\n  maker: -0.0001\n", "fees.maker"), ("data:\n  on_conflict: overwrite\n", "data.on_conflict")])
+    ("fees:\n  maker: -0.0001\n", "fees.maker"), ("data:\n  on_conflict: overwrite\n", "data.on_conflict"),
+    ("data:\n  lock_timeout_s: -1\n", "data.lock_timeout_s"), ("data:\n  lock_timeout_s: soon\n", "data.lock_timeout_s"),
+    ("exchange:\n  max_rate_limit_waits: -1\n", "exchange.max_rate_limit_waits")])
 def test_out_of_range_settings_fail_at_load_naming_the_key(tmp_path, text, key):
     cfg = write_config(tmp_path / "user.yaml", text)
     cmd = ["data", "info"] if key == "data.on_conflict" else ["config"]   # every command loads it the same way
     one_line_error(run("--config", cfg, *cmd, cwd=tmp_path), f"config key '{key}'")
+
+def test_lock_timeout_and_rate_limit_waits_are_settings(tmp_path):
+    default = json.loads(run("config", cwd=tmp_path).stdout)
+    assert (default["data"]["lock_timeout_s"], default["exchange"]["max_rate_limit_waits"]) == (600.0, 50)
+    cfg = write_config(tmp_path / "user.yaml", "data:\n  lock_timeout_s: .inf\nexchange:\n  max_rate_limit_waits: 3\n")
+    mine = json.loads(run("--config", cfg, "config", cwd=tmp_path).stdout)
+    assert (mine["data"]["lock_timeout_s"], mine["exchange"]["max_rate_limit_waits"]) == (float("inf"), 3)
+    from btcfut.core import Config
+    from btcfut.data.client import BinanceDataClient
+    from btcfut.data.store import DataManager
+    assert BinanceDataClient(Config.load(cfg)).c["max_rate_limit_waits"] == 3
+    assert DataManager(tmp_path, Config.load(cfg)).lock_timeout_s == float("inf")
+
+# --- 2. a store file locked past data.lock_timeout_s; 4. --manifest honours the configuration -------------------
+def _month_file(store: Path) -> Path:
+    return store / "raw" / "binance" / "um" / "klines" / "BTCUSDT" / "5m" / "2024-05.parquet"
+
+def test_a_store_locked_past_the_lock_timeout_is_a_one_line_error(tmp_path):
+    from btcfut.data.store import StoreLock
+    good, store = archive(tmp_path / "good"), tmp_path / "store"
+    assert run("--data-dir", store, "data", "import", good, cwd=tmp_path).returncode == 0
+    cfg = write_config(tmp_path / "user.yaml", f"data:\n  root: {store}\n  lock_timeout_s: 0.5\n")
+    before = _files(store)
+    with StoreLock([_month_file(store)], "another import"):
+        r = run("--config", cfg, "data", "import", good, cwd=tmp_path, timeout=60)   # with the default 600 s this would wait
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error: ")]
+    assert r.returncode == 2 and len(errors) == 1 and r.stderr.strip().splitlines()[-1] == errors[0], r.stderr
+    assert f"{_month_file(store)} is still locked by pid {os.getpid()} (another import, since" in errors[0]
+    assert "after 0.5 s; nothing written" in errors[0] and "Traceback" not in r.stderr
+    assert _files(store) == before
+
+def test_import_manifest_honours_config_on_conflict(tmp_path):
+    good, changed = archive(tmp_path / "good"), archive(tmp_path / "changed", edit=_edit_first_close)
+    store = tmp_path / "store"
+    cfg = write_config(tmp_path / "user.yaml", f"data:\n  root: {store}\n  on_conflict: raise\n")
+    bundled = _files(BUNDLED)
+    r = run("--config", cfg, "data", "import", "--manifest", good, cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["root"] == str(store), r.stderr
+    assert (store / "MANIFEST.md").exists() and (store / "SHA256SUMS").exists()
+    stored, manifest = _files(store), (store / "MANIFEST.md").read_bytes()
+    r = run("--config", cfg, "data", "import", "--manifest", changed, cwd=tmp_path)
+    one_line_error(r, "differ from the stored ones", "on_conflict='raise'")
+    assert _files(store) == stored and (store / "MANIFEST.md").read_bytes() == manifest, "--manifest ignored on_conflict: raise"
+    assert _files(BUNDLED) == bundled
+
+# --- data info says what needs attention ----------------------------------------------------------------------------
+HOLD_AND_WAIT = """import sys, time; from pathlib import Path; from btcfut.data.store import StoreLock
+p = Path(sys.argv[1])
+with StoreLock([p], "import killed.zip") as lk:
+    (p.parent / f".{p.name}.dead.tmp").write_bytes(b"half a file"); lk.written += 1
+    print("ready", flush=True); time.sleep(120)
+"""
+
+def test_data_info_shows_interrupted_imports_orphans_and_impossible_bars(tmp_path):
+    from btcfut.data.store import read_parquet, write_parquet
+    good, store = archive(tmp_path / "good"), tmp_path / "store"
+    assert run("--data-dir", store, "data", "import", good, cwd=tmp_path).returncode == 0
+    p = _month_file(store)
+    df = read_parquet(p); df.iloc[3, df.columns.get_loc("high")] = df["low"].iloc[3] - 1; write_parquet(p, df)  # another tool's bad bar
+    w = subprocess.Popen([sys.executable, "-c", HOLD_AND_WAIT, str(p)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try: assert w.stdout.readline().strip() == "ready"
+    finally: w.kill(); w.wait(10)                                                      # kill -9 in the middle of the write
+    rel = p.relative_to(store).as_posix()
+    r = run("--data-dir", store, "data", "info", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())                                                   # the notes may wrap
+    assert f"klines BTCUSDT 5m: 1 impossible bar(s)" in out and str(df.index[3]) in out, r.stdout
+    assert f"interrupted: the last write of {rel} never finished (pid {w.pid}, import killed.zip" in out, r.stdout
+    assert f"1 temporary file(s) left by interrupted writes" in out and f".{p.name}.dead.tmp" in out, r.stdout
+    info = json.loads(run("--data-dir", store, "data", "info", "--json", cwd=tmp_path).stdout)
+    assert [(i["file"], i["pid"], i["what"]) for i in info["interrupted"]] == [(rel, w.pid, "import killed.zip")]
+    assert info["orphan_files"] == [f"{Path(rel).parent.as_posix()}/.{p.name}.dead.tmp"]
+    assert (info["series"][0]["impossible_bars"], info["series"][0]["impossible_list"]) == (1, [str(df.index[3])])
+    assert run("--data-dir", store, "data", "import", good, cwd=tmp_path).returncode == 0   # the re-run repairs all three
+    r = run("--data-dir", store, "data", "info", cwd=tmp_path)
+    assert r.returncode == 0 and "impossible bar(s)" not in r.stdout and "interrupted" not in r.stdout and "temporary" not in r.stdout
 
 # --- one-line errors instead of tracebacks --------------------------------------------------------------------------
 def _free_port() -> int:

@@ -415,8 +415,9 @@ class DataManager:
     "The Parquet store under one root: write/import, load, reports, caches."
     def __init__(self, root=None, # store root (else env BTCFUT_DATA_DIR, else config data.root)
                  cfg:Config|None=None,
-                 lock_timeout_s:float|None=None): # how long a write waits for another writer of the same file (None: no limit)
-        self.cfg, self.lock_timeout_s = cfg or Config.load(), lock_timeout_s
+                 lock_timeout_s:float|None=None): # seconds a write waits for another writer of a file (None: config `data.lock_timeout_s`)
+        self.cfg = cfg or Config.load()
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else self.cfg.get("data.lock_timeout_s")
         self.root = resolve_data_root(root, self.cfg)
         self.on_conflict = self.cfg.get("data.on_conflict", "new")
         self._files, self._series, self._processed = {}, {}, {}
@@ -801,14 +802,16 @@ def write_sha256sums(root) -> Path:
 def build_bundled_store(src=None, # archive directory (default: ../shared/data/binance beside the repo)
                         root=None, # store root (default: the bundled `data/` of the repository)
                         clean:bool=False, # delete `root/raw` first (a full rebuild)
-                        progress:bool=False) -> dict:
+                        progress:bool=False,
+                        cfg:Config|None=None, # the resolved configuration (`data.on_conflict`, `data.lock_timeout_s`); None: the defaults
+                        verify:bool=True, require_checksum:bool=False) -> dict:
     "Import every archive zip under `src` into the store at `root` and write its MANIFEST.md and SHA256SUMS."
     src = Path(src) if src is not None else shared_archive_dir()
     if src is None or not Path(src).exists(): raise FileNotFoundError(f"archive source {src} not found")
     root = Path(root) if root is not None else bundled_data_dir()
     if clean and (root/"raw").exists(): shutil.rmtree(root/"raw")
-    dm = DataManager(root)
-    rep = dm.import_archive(src, progress=progress)
+    dm = DataManager(root, cfg)
+    rep = dm.import_archive(src, verify=verify, require_checksum=require_checksum, progress=progress)
     atomic_write(root/"MANIFEST.md", lambda f: f.write(manifest_text(dm, src, rep).encode()))
     write_sha256sums(root)
     return dict(root=str(root), **rep.to_dict())
@@ -849,12 +852,14 @@ def import_path(path, # archive zip or directory of zips (any depth, archive lay
                 root=None, # store root (CLI --data-dir)
                 verify:bool=True, require_checksum:bool=False, progress:bool=True,
                 manifest:bool=False, # also (re)write MANIFEST.md and SHA256SUMS of the store (as `build_bundled_store`)
+                cfg:Config|None=None, # the resolved configuration (`data.on_conflict`, `data.lock_timeout_s`); None: the defaults
                ) -> dict:
     "CLI `btcfut data import PATH`: import archive files into the store; returns the write report as a dict."
-    if manifest: return build_bundled_store(path, resolve_data_root(root), progress=progress)
-    dm = DataManager(root)
+    if manifest: return build_bundled_store(path, resolve_data_root(root, cfg), progress=progress, cfg=cfg,
+                                            verify=verify, require_checksum=require_checksum)
+    dm = DataManager(root, cfg)
     return dict(root=str(dm.root), **dm.import_archive(path, verify=verify, require_checksum=require_checksum, progress=progress).to_dict())
 
-def data_info(root=None, compare:bool=False) -> dict:
+def data_info(root=None, compare:bool=False, cfg:Config|None=None) -> dict:
     "CLI `btcfut data info`: every stored series with range, rows, gaps (see `info_table` for a table)."
-    return DataManager(root).info(compare=compare)
+    return DataManager(root, cfg).info(compare=compare)
