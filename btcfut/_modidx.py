@@ -1614,6 +1614,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'btcfut.walkforward._fold_table': ('walkforward.html#_fold_table', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward._fold_task': ('walkforward.html#_fold_task', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward._score': ('walkforward.html#_score', 'btcfut/walkforward.py'),
+                                    'btcfut.walkforward._ship': ('walkforward.html#_ship', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.bar_spacing': ('walkforward.html#bar_spacing', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.chain_equity': ('walkforward.html#chain_equity', 'btcfut/walkforward.py'),
                                     'btcfut.walkforward.check_folds': ('walkforward.html#check_folds', 'btcfut/walkforward.py'),

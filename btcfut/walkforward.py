@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_walkforward.ipynb #962aafbd
 from __future__ import annotations
-import inspect, itertools, functools
+import asyncio, inspect, itertools, functools, time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 import numpy as np, pandas as pd
@@ -143,6 +143,14 @@ def _dask_client(cluster:int|str, timeout:float):
         raise ConnectionError(f"no Dask scheduler reachable at {cluster!r} within {timeout:g} s ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/02b_walkforward.ipynb #4e81566f
+def _ship(client, shared:Any, attempts:int=5):
+    "Scatter `shared` to every worker; a worker closing meanwhile (one that died) is waited out and retried."
+    for a in range(attempts):
+        try: return client.scatter([shared], broadcast=True)[0]
+        except OSError: # distributed's CommClosedError
+            if a == attempts - 1: raise
+            time.sleep(0.5*(a + 1))
+
 def run_tasks(fn:Callable[[Any, Any], Any], # fn(item, shared) -> result; must be picklable for a cluster
               items:Iterable, # one task each
               shared:Any=None, # input every task reads (shipped to each worker once)
@@ -157,20 +165,19 @@ def run_tasks(fn:Callable[[Any, Any], Any], # fn(item, shared) -> result; must b
     from dask.distributed import as_completed
     client, lc = _dask_client(cluster, timeout)
     try:
-        data = client.scatter([shared], broadcast=True)[0]
+        data = _ship(client, shared)
         futs = {client.submit(fn, x, data, pure=False): k for k, x in enumerate(items)}
         out, tries, todo = [None]*len(items), [0]*len(items), as_completed(list(futs))
         with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
             for f in todo:
                 k = futs.pop(f)
-                if f.status != "finished": # raised, or lost with a dead worker's copy of the shared input
-                    e = f.exception() if f.status == "error" else RuntimeError(f"task {f.status}")
-                    if tries[k] >= retries: raise RuntimeError(f"{desc}: task {k} failed {retries + 1} times; last: {e!r}") from e
-                    tries[k] += 1
-                    _log.warning(f"{desc}: task {k} failed ({e!r}); retry {tries[k]} of {retries}")
-                    if f.status != "error": data = client.scatter([shared], broadcast=True)[0]
-                    g = client.submit(fn, items[k], data, pure=False); futs[g] = k; todo.add(g)
-                else: out[k] = f.result(); bar.update()
+                try: out[k] = f.result(); bar.update(); continue
+                except (Exception, asyncio.CancelledError) as err: e = err # raised, or lost with a dead worker
+                if tries[k] >= retries: raise RuntimeError(f"{desc}: task {k} failed {retries + 1} times; last: {e!r}") from e
+                tries[k] += 1
+                _log.warning(f"{desc}: task {k} failed ({e!r}); retry {tries[k]} of {retries}")
+                if f.status != "error": data = _ship(client, shared) # the shared input may have died with the worker
+                g = client.submit(fn, items[k], data, pure=False); futs[g] = k; todo.add(g)
         return out
     finally:
         client.close()
