@@ -92,7 +92,6 @@ def state_dict(st:np.ndarray) -> dict:
 
 # %% ../nbs/05c_backtest_kernels.ipynb #a19ccd54
 _NB = dict(cache=True, error_model="numpy", nogil=True) # every kernel: cached on disk, no division checks, other threads run
-_NB_INLINE = dict(_NB, inline="always") # the small pieces of a fill: inlined where called (no per-call reference counting)
 
 def bracket_arrays(brackets:LeverageBrackets|None=None, # default: `LeverageBrackets.from_config(cfg)`
                    cfg:Config|None=None) -> np.ndarray:
@@ -116,19 +115,19 @@ def new_account(p:np.ndarray, # parameters (`PARAM_FIELDS`)
     return st, np.zeros((64, N_LEDGER)), np.zeros(n_orders, np.int8), np.zeros(4)
 
 # %% ../nbs/05c_backtest_kernels.ipynb #6fda1117
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def _snap(x):
     "Remove float noise from a quantity."
     return np.rint(x*1e9)/1e9
 
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def _round_qty(x, step):
     "Round a signed quantity toward zero to a multiple of `step`."
     n = math.floor(abs(x)/step + 1e-9)
     return _snap(math.copysign(n*step, x))
 
 # %% ../nbs/05c_backtest_kernels.ipynb #d9b5cbd1
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def slippage_frac(qty:float, # order size (BTC, sign ignored)
                   prev_range:float, # (high-low)/close of the previous bar
                   prev_volume:float, # BTC volume of the previous bar
@@ -138,7 +137,7 @@ def slippage_frac(qty:float, # order size (BTC, sign ignored)
     return min(bps*1e-4 + impact*prev_range*math.sqrt(part), max_bps*1e-4)
 
 # %% ../nbs/05c_backtest_kernels.ipynb #a2d82394
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def position_liq_price(qty:float, # signed position (BTC), + long / − short
                        entry_price:float, # average entry price
                        margin:float, # isolated margin (the position's wallet balance)
@@ -149,7 +148,7 @@ def position_liq_price(qty:float, # signed position (BTC), + long / − short
     return liquidation_price_nb(1.0 if qty > 0 else -1.0, abs(qty), entry_price, margin, 0.0, 0.0, br[0], br[1], br[2], br[3])
 
 # %% ../nbs/05c_backtest_kernels.ipynb #466d0cc7
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def _set_levels(st, p):
     "Stop and target of the current position: the per-bar price levels, else fractions of the entry price."
     side = 1.0 if st[S_POSITION] > 0 else -1.0
@@ -158,7 +157,7 @@ def _set_levels(st, p):
     st[S_TARGET_PRICE] = st[S_TARGET_LEVEL] if not np.isnan(st[S_TARGET_LEVEL]) else (
         st[S_ENTRY_PRICE]*(1 + side*p[P_TARGET_FRAC]) if p[P_TARGET_FRAC] > 0 else np.nan)
 
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def _close_trade(st, tr, bar, reason):
     "End the open ledger row at `bar` with `reason`; the account is flat."
     r = int(st[S_N_CLOSED])
@@ -167,7 +166,7 @@ def _close_trade(st, tr, bar, reason):
     st[S_LIQ_PRICE] = np.nan; st[S_STOP_PRICE] = np.nan; st[S_TARGET_PRICE] = np.nan
 
 # %% ../nbs/05c_backtest_kernels.ipynb #5a4621f8
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def _close_leg(st, tr, br, bar, dq, px, price, fee_rate, reason):
     "The part of signed `dq` that reduces the position, filled at `px`; returns what is left of `dq`."
     pos = st[S_POSITION]
@@ -213,7 +212,7 @@ def _fill(st, tr, p, br, err, bar, dq, price, slip, fee_rate, reason):
     return 0
 
 # %% ../nbs/05c_backtest_kernels.ipynb #e5f09cff
-@njit(**_NB_INLINE)
+@njit(**_NB)
 def _open_leg(st, tr, p, br, bar, s, q, px, price, fee_rate):
     "Open or add `q` on side `s` at `px`: the ledger row, the average entry, margin, fee, liquidation price, levels."
     pos = st[S_POSITION]
