@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_backtest.ipynb #d2d278f0
 from __future__ import annotations
-import math
+import math, os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 import numpy as np, pandas as pd
@@ -291,15 +292,15 @@ def _prepare(bars:pd.DataFrame, mark:pd.DataFrame|None, funding:pd.DataFrame|Non
         i = int(np.argmax(~(np.isfinite(vol) & (vol >= 0))))
         raise ValueError(f"bars: column 'volume' must be finite and >= 0; got {vol[i]} at {bars.index[i]}")
     if len(bars) == 0: raise ValueError("bars: no rows")
-    if mark is None: mark = bars
+    last = tuple(f64(bars, c) for c in PRICE_COLUMNS)
+    if mark is None: marks = last # the same arrays: no copies
     else:
         check_frame(mark, required=PRICE_COLUMNS, name="mark")
         _aligned(mark, bars, "mark")
+        marks = tuple(f64(mark, c) for c in PRICE_COLUMNS)
     dt = _bar_interval_ns(bars.index)
-    arrays = (f64(bars, "open"), f64(bars, "high"), f64(bars, "low"), f64(bars, "close"), vol,
-              f64(mark, "open"), f64(mark, "high"), f64(mark, "low"), f64(mark, "close"))
-    return _Prepared(bars, arrays, _fine_arrays(fine_bars, bars, dt), _funding_per_bar(funding, bars, dt),
-                     np.ascontiguousarray(_ns(bars.index)//1_000_000), dt/1e6)
+    ms = bars.index.asi8.copy() if bars.index.unit == "ms" else _ns(bars.index)//1_000_000
+    return _Prepared(bars, last + (vol,) + marks, _fine_arrays(fine_bars, bars, dt), _funding_per_bar(funding, bars, dt), ms, dt/1e6)
 
 # %% ../nbs/05_backtest.ipynb #d94b60f0
 def _levels(x, bars, name) -> np.ndarray:
@@ -343,7 +344,7 @@ def _check_error(self:BacktestEngine, err:np.ndarray, bars:pd.DataFrame):
 @patch
 def _run_arrays(self:BacktestEngine, prep:_Prepared, target, target_unit, orders, stop_loss, take_profit):
     "The compiled run: per-bar outputs, ledger rows and final state."
-    out, tr, st, err = run_bars(*self._kernel_inputs(prep, target, target_unit, orders, stop_loss, take_profit))
+    out, tr, st, err = run_bars(*self._kernel_inputs(prep, target, target_unit, orders, stop_loss, take_profit), True)
     self._check_error(err, prep.bars)
     return out, tr, st
 
@@ -397,26 +398,34 @@ def run_many(self:BacktestEngine,
              targets:Mapping[Any, pd.Series]|pd.DataFrame, # one target per parameter set (DataFrame: one column each)
              mark:pd.DataFrame|None=None, funding:pd.DataFrame|None=None, fine_bars:pd.DataFrame|None=None,
              target_unit:str="equity_fraction", stop_loss:float|None=None, take_profit:float|None=None,
-            ) -> pd.DataFrame:
-    "Backtest many targets on the same bars (validated once); one row of totals per target."
+             curves:bool=False, # True: `{key: BacktestResult}`, each the same as `run`; False: totals only
+             workers:int|None=None, # threads (default: every core); the compiled core releases the GIL
+            ) -> pd.DataFrame|dict:
+    "Backtest many targets on the same bars (validated once), in parallel threads; one row of totals per target."
     prep = _prepare(bars, mark, funding, fine_bars)
-    items = targets.items() if isinstance(targets, (pd.DataFrame, Mapping)) else enumerate(targets)
-    rows = {}
-    for key, tgt in items:
-        out, tr, st = self._run_arrays(prep, tgt, target_unit, None, stop_loss, take_profit)
-        rows[key] = _totals(self.params, out[0], tr, st)
-    return pd.DataFrame.from_dict(rows, orient="index")
+    items = list(targets.items() if isinstance(targets, (pd.DataFrame, Mapping)) else enumerate(targets))
+    def one(tgt):
+        out, tr, st, err = run_bars(*self._kernel_inputs(prep, tgt, target_unit, None, stop_loss, take_profit), curves)
+        self._check_error(err, prep.bars)
+        return self._result(prep, out, tr, st) if curves else _totals(self.params, out[0], tr, st)
+    n = max(1, min(workers or os.cpu_count() or 1, len(items)))
+    if n == 1: done = [one(tgt) for _, tgt in items]
+    else:
+        with ThreadPoolExecutor(n, thread_name_prefix="run_many") as ex: done = list(ex.map(one, [t for _, t in items]))
+    if curves: return {key: r for (key, _), r in zip(items, done)}
+    return pd.DataFrame.from_dict({key: r for (key, _), r in zip(items, done)}, orient="index")
 
 # %% ../nbs/05_backtest.ipynb #63acf5ac
 def warmup() -> float:
-    "Compile (or load from numba's cache) the core on a tiny input; return the seconds it took."
+    "Compile (or load from numba's cache) the core on a tiny input (`run` and `run_many`); return the seconds it took."
     import time
     t0 = time.perf_counter()
     idx = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC", name="time").as_unit("ms")
     b = pd.DataFrame({"open": 100., "high": 101., "low": 99., "close": 100., "volume": 10.}, index=idx)
-    BacktestEngine(Config.load(), leverage=5.0).run(b, pd.Series([1., -1., 0., 0.], idx),
-        orders=pd.DataFrame({"time": idx[:1], "kind": ["limit"], "qty": [1.], "price": [99.5]}),
-        fine_bars=b.iloc[:0], stop_loss=0.01)
+    eng, tgt = BacktestEngine(Config.load(), leverage=5.0), pd.Series([1., -1., 0., 0.], idx)
+    eng.run(b, tgt, orders=pd.DataFrame({"time": idx[:1], "kind": ["limit"], "qty": [1.], "price": [99.5]}),
+            fine_bars=b.iloc[:0], stop_loss=0.01)
+    eng.run_many(b, [tgt], fine_bars=b.iloc[:0], stop_loss=0.01, workers=1)
     return time.perf_counter() - t0
 
 # %% ../nbs/05_backtest.ipynb #7baa593c

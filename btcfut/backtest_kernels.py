@@ -91,7 +91,7 @@ def state_dict(st:np.ndarray) -> dict:
     return dict(zip(STATE_FIELDS, st.tolist()))
 
 # %% ../nbs/05c_backtest_kernels.ipynb #a19ccd54
-_NB = dict(cache=True, error_model="numpy") # every kernel: cached on disk, no division checks
+_NB = dict(cache=True, error_model="numpy", nogil=True) # every kernel: cached on disk, no division checks, other threads run
 
 def bracket_arrays(brackets:LeverageBrackets|None=None, # default: `LeverageBrackets.from_config(cfg)`
                    cfg:Config|None=None) -> np.ndarray:
@@ -409,32 +409,25 @@ def _risk_close(st, p, t_i, eq_i):
 
 # %% ../nbs/05c_backtest_kernels.ipynb #0192623b
 @njit(**_NB)
-def step_bars(first:int, stop:int, # the bars to trade: first … stop−1
-              st:np.ndarray, tr:np.ndarray, oact:np.ndarray, err:np.ndarray, # the account (`new_account`)
-              bars:tuple, # (open, high, low, close, volume, mark open, high, low, close, open time ms, funding rate sum)
-              orders:tuple, # (placement bar, kind, signed qty, price, reduce_only), sorted by bar
-              fine:tuple, # (first fine bar, end fine bar, fine highs, fine lows)
-              target:np.ndarray, slp:np.ndarray, tpp:np.ndarray, # per-bar target, stop and target levels (may be empty)
-              p:np.ndarray, br:np.ndarray, # parameters, `bracket_arrays()`
-              out:tuple, # per-bar outputs: equity, position, liq price, funding, leverage, liq distance, return
-             ) -> np.ndarray: # the ledger (a new, larger array when it had to grow)
-    "Advance the account through bars `first … stop−1`; on an error `err[0]` is set and the bar stops where it happened."
+def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out, # as in `step_bars`
+             ) -> int: # the bar whose ledger rows would not fit (`stop` when done or on an error)
+    "The hot loop of `step_bars` over bars `first … stop−1`, returning early when the ledger is short of room."
     o, h, l, c, v, mo, mh, ml, mc, tms, funding = bars
     ob, ok, oq, op, orr = orders
     fs, fe, fh, fl = fine
     eq, posa, lpa, funda, leva, dista, reta = out
-    no = ob.shape[0]; has_levels = slp.shape[0] > 0; risk_on = p[P_MAX_DAILY_LOSS] > 0 or p[P_DRAWDOWN_HALT] > 0
+    no = ob.shape[0]; curves = posa.shape[0] > 0; has_levels = slp.shape[0] > 0; risk_on = p[P_MAX_DAILY_LOSS] > 0 or p[P_DRAWDOWN_HALT] > 0
     nxt, lo = int(st[S_ORDERS_DUE]), int(st[S_ORDERS_LIVE_FROM])
     standing, owed, next_day = st[S_STANDING_TARGET], st[S_TARGET_OWED] != 0.0, st[S_NEXT_DAY_MS]
+    short = stop
     for i in range(first, stop):
         rprev = (h[i-1] - l[i-1])/c[i-1] if i > 0 else 0.0
         vprev = v[i-1] if i > 0 else 0.0
         while nxt < no and ob[nxt] <= i - 1:
             oact[nxt] = ORDER_ACTIVE; nxt += 1
         while lo < nxt and oact[lo] == ORDER_DONE: lo += 1
-        need = int(st[S_N_CLOSED]) + 8 + 2*(nxt - lo)
-        if need >= tr.shape[0]:
-            grown = np.zeros((max(2*tr.shape[0], 2*need), N_LEDGER)); grown[:tr.shape[0]] = tr; tr = grown
+        if int(st[S_N_CLOSED]) + 8 + 2*(nxt - lo) >= tr.shape[0]: # room for this bar's rows: `step_bars` grows the ledger
+            short = i; break
         # the open: funding on the position carried into the bar, at the mark open
         if st[S_POSITION] != 0.0 and funding[i] != 0.0: _pay_funding(st, tr, br, mo[i], funding[i])
         if i > 0 and has_levels: # per-bar levels decided at the last close (NaN = none)
@@ -474,15 +467,34 @@ def step_bars(first:int, stop:int, # the bars to trade: first … stop−1
         # the close
         pos = st[S_POSITION]
         eq[i] = st[S_WALLET] + pos*(c[i] - st[S_ENTRY_PRICE]) if pos != 0.0 else st[S_WALLET]
-        posa[i] = pos; lpa[i] = st[S_LIQ_PRICE]; funda[i] = st[S_FUNDING_PAID]
-        leva[i] = pos*c[i]/eq[i] if eq[i] > 0 else np.nan
-        dista[i] = np.nan if pos == 0.0 else ((mc[i] - st[S_LIQ_PRICE])/mc[i] if pos > 0 else (st[S_LIQ_PRICE] - mc[i])/mc[i])
-        reta[i] = eq[i]/(eq[i-1] if i > 0 else p[P_INITIAL_EQUITY]) - 1.0
+        if curves: # the optional per-bar outputs (empty arrays: totals only)
+            posa[i] = pos; lpa[i] = st[S_LIQ_PRICE]; funda[i] = st[S_FUNDING_PAID]
+            leva[i] = pos*c[i]/eq[i] if eq[i] > 0 else np.nan
+            dista[i] = np.nan if pos == 0.0 else ((mc[i] - st[S_LIQ_PRICE])/mc[i] if pos > 0 else (st[S_LIQ_PRICE] - mc[i])/mc[i])
+            reta[i] = eq[i]/(eq[i-1] if i > 0 else p[P_INITIAL_EQUITY]) - 1.0
         if eq[i] <= 0.0: st[S_RUINED] = 1.0
         elif risk_on: _risk_close(st, p, tms[i], eq[i])
     st[S_ORDERS_DUE], st[S_ORDERS_LIVE_FROM] = nxt, lo
     st[S_STANDING_TARGET], st[S_TARGET_OWED], st[S_NEXT_DAY_MS] = standing, 1.0 if owed else 0.0, next_day
-    return tr
+    return short
+@njit(**_NB)
+def step_bars(first:int, stop:int, # the bars to trade: first … stop−1
+              st:np.ndarray, tr:np.ndarray, oact:np.ndarray, err:np.ndarray, # the account (`new_account`)
+              bars:tuple, # (open, high, low, close, volume, mark open, high, low, close, open time ms, funding rate sum)
+              orders:tuple, # (placement bar, kind, signed qty, price, reduce_only), sorted by bar
+              fine:tuple, # (first fine bar, end fine bar, fine highs, fine lows)
+              target:np.ndarray, slp:np.ndarray, tpp:np.ndarray, # per-bar target, stop and target levels (may be empty)
+              p:np.ndarray, br:np.ndarray, # parameters, `bracket_arrays()`
+              out:tuple, # per-bar outputs: equity, position, liq price, funding, leverage, liq distance, return (all but equity may be empty)
+             ) -> np.ndarray: # the ledger (a new, larger array when it had to grow)
+    "Advance the account through bars `first … stop−1`; on an error `err[0]` is set and the bar stops where it happened."
+    i = first
+    while True:
+        i = _bar_span(i, stop, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out)
+        if i >= stop: return tr
+        need = int(st[S_N_CLOSED]) + 8 + 2*(int(st[S_ORDERS_DUE]) - int(st[S_ORDERS_LIVE_FROM]))
+        grown = np.zeros((max(2*tr.shape[0], 2*need), N_LEDGER)); grown[:tr.shape[0]] = tr; tr = grown
+
 
 # %% ../nbs/05c_backtest_kernels.ipynb #7e63786e
 @njit(**_NB)
@@ -494,10 +506,12 @@ def step_bar(i:int, st:np.ndarray, tr:np.ndarray, oact:np.ndarray, err:np.ndarra
 
 @njit(**_NB)
 def run_bars(bars:tuple, orders:tuple, fine:tuple, target:np.ndarray, slp:np.ndarray, tpp:np.ndarray, # as in `step_bars`
-             p:np.ndarray, br:np.ndarray):
+             p:np.ndarray, br:np.ndarray,
+             curves:bool=True, # False: only the equity is written (sweeps); the other outputs are empty
+            ):
     "The whole run `BacktestEngine.run` calls: a new account through every bar. Returns (outputs, ledger rows, state, error)."
-    n = bars[0].shape[0]
-    out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+    n = bars[0].shape[0]; m = n if curves else 0
+    out = (np.empty(n), np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m))
     st, tr, oact, err = new_account(p, orders[0].shape[0], bars[9][0])
     tr = step_bars(0, n, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out)
     rows = int(st[S_N_CLOSED]) + (1 if st[S_POSITION] != 0.0 else 0)

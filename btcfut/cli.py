@@ -16,7 +16,8 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
-           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'backtest_cmd']
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'replay_fake', 'paper',
+           'journal_status', 'status', 'backtest_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -392,7 +393,85 @@ def evaluate_short_cmd(ctx:typer.Context, start:str=typer.Option(..., help="firs
     print(ev.metrics.xs("all").round(4).to_string())
     if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
 
-# %% ../nbs/10_cli.ipynb #5914f5d3
+# %% ../nbs/10_cli.ipynb #2900f704
+def _decision_line(d) -> str:
+    "One console line for a decision that sent an order."
+    t = pd.Timestamp(d.open_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+    side = {1: "long ", -1: "short", 0: "flat "}[d.signal]
+    return f"{t}  {side}  target {d.target_qty:+.3f} BTC  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
+
+def replay_fake(start:pd.Timestamp, end:pd.Timestamp, # live bars [start, end), UTC
+                speed:float, # data seconds per wall second
+                cfg:Config, data_root=None, # the store (default: the bundled one)
+                warm:int=300): # bars before `start` served for the warm-up
+    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay."
+    from btcfut.data.store import load_sample
+    from btcfut.fakex import FakeExchange, MarketData
+    if start >= end: _fail(f"replay start {start} must be before end {end}")
+    s = load_sample("1m", start - pd.Timedelta(minutes=warm), end, root=data_root)
+    if len(s.bars.loc[start:]) == 0: _fail(f"no 1m bars in the store in [{start}, {end})")
+    # the request-weight window shrinks with the speed: the weight allowed per minute of *data* stays Binance's
+    return FakeExchange(MarketData(klines={"1m": s.bars}, funding=s.funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed))
+
+@app.command()
+def paper(ctx:typer.Context,
+          replay:tuple[str, str]=typer.Option((None, None), "--replay", help="START END (UTC): replay the store's 1m bars of [START, END) through the loopback fake"),
+          speed:float=typer.Option(600.0, help="data seconds per wall second"),
+          models:Optional[Path]=typer.Option(None, help="model directory with short/ and baseline/ (default: the fallback rule)"),
+          journal:Optional[str]=typer.Option(None, help="journal URL (default: execution.journal_url)"),
+          port:Optional[int]=typer.Option(None, help="monitoring port (default: monitoring.port; 0 = a free port)")):
+    "Paper-trade a replay of stored 1m bars through the live loop; one line per order, a summary at the end."
+    import asyncio
+    from btcfut.execution.journal import Journal
+    from btcfut.live import replay_session
+    st = ctx.obj
+    if replay[0] is None: _fail("paper trading runs on a replay for now: give --replay START END (UTC)")
+    start, end = parse_time_range(*replay)
+    if not speed > 0: _fail(f"--speed must be > 0, got {speed}")
+    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root), Journal(journal, cfg=st.cfg)
+    session = lambda signals: replay_session(fx, start, end, speed, st.cfg, models, j, st.cfg.monitoring.port if port is None else port,
+                                             handle_signals=signals, on_decision=lambda d: print(_decision_line(d), flush=True) if d.order_qty else None)
+    try: asyncio.get_running_loop()
+    except RuntimeError: lp = asyncio.run(session(True)) # the usual case: Ctrl-C and SIGTERM stop after the bar being decided
+    else: # called from a running event loop (a notebook): run on a thread of its own, without signal handlers
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1) as pool: lp = pool.submit(lambda: asyncio.run(session(False))).result()
+    s = lp.summary
+    print(f"{s['bars']} bars decided ({s['first_bar']} .. {s['last_bar']}), {s['orders']} orders; position {s['position_btc']:+.3f} BTC, "
+          f"wallet {s['wallet_usdt']:,.2f} USDT; answers by {s['sources']}; breakers open: {s['breakers_open'] or 'none'}")
+    print(json.dumps(s, default=str))
+
+# %% ../nbs/10_cli.ipynb #693a8b1d
+def journal_status(journal) -> dict: # a `Journal`
+    "Position, last decision and order counts from the journal."
+    fills, decs = journal.rows("fill"), journal.rows("decision")
+    last = next((d for d in reversed(decs) if "signal" in d["payload"]), decs[-1] if decs else None)
+    return {"position_btc": fills[-1]["payload"].get("position", 0.0) if fills else 0.0, "fills": len(fills),
+            "orders": len(journal.rows("order_request")), "refused": len(journal.rows("order_refused")),
+            "last_decision": None if last is None else {"at": pd.Timestamp(last["ts_ms"], unit="ms", tz="UTC").isoformat(), **last["payload"]}}
+
+@app.command()
+def status(ctx:typer.Context, journal:Optional[str]=typer.Option(None, help="journal URL (default: execution.journal_url)"),
+           url:Optional[str]=typer.Option(None, help="the running loop's monitoring URL (default: http://monitoring.host:monitoring.port)")):
+    "Position, last decision and orders from the journal; readiness and breakers from the running loop's /readyz."
+    import urllib.request, urllib.error
+    from btcfut.execution.journal import Journal
+    st = ctx.obj
+    s = journal_status(Journal(journal, cfg=st.cfg))
+    base = url or f"http://{st.cfg.monitoring.host}:{st.cfg.monitoring.port}"
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=2) as r: s["readyz"] = json.loads(r.read())
+    except urllib.error.HTTPError as e: s["readyz"] = json.loads(e.read() or b"{}")
+    except (urllib.error.URLError, OSError) as e: s["readyz"] = {"ready": None, "detail": f"no loop answering at {base}: {getattr(e, 'reason', e)}"}
+    d = s["last_decision"]
+    print(f"position {s['position_btc']:+.3f} BTC; {s['orders']} orders, {s['fills']} fills, {s['refused']} refused")
+    print("last decision: " + ("none" if d is None else f"{d.get('bar')} signal {d.get('signal')} target {d.get('target_qty')} ({d.get('source')}) {d.get('blocked') or ''}"))
+    rz = s["readyz"]
+    print("ready: " + ("unknown — " + rz["detail"] if rz.get("ready") is None else "yes" if rz["ready"] else
+                       "no — " + "; ".join(f"{k}: {c['detail']}" for k, c in rz["checks"].items() if not c["ok"])))
+    print(json.dumps(s, default=str))
+
+# %% ../nbs/10_cli.ipynb #2c768576
 @app.command("backtest")
 def backtest_cmd(ctx:typer.Context,
                  strategy:str=typer.Option("rules", help="rules (EMA trend, swept per fold) or models (long forecaster retrained per fold)"),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_walkforward.ipynb #962aafbd
 from __future__ import annotations
-import inspect, itertools
+import asyncio, inspect, itertools, functools, time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 import numpy as np, pandas as pd
@@ -12,8 +12,8 @@ from tqdm import tqdm
 from .core import get_logger, infer_interval, interval_ms, to_utc
 
 # %% auto #0
-__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'param_grid', 'SweepResult', 'sweep',
-           'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward']
+__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'run_tasks', 'param_grid', 'SweepResult',
+           'sweep', 'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward']
 
 # %% ../nbs/02b_walkforward.ipynb #aac811ad
 _log = get_logger(__name__)
@@ -127,6 +127,62 @@ def check_folds(folds:Sequence[Fold], purge:int=0, embargo:int=0) -> None:
     for a, b in zip(folds, folds[1:]):
         assert b.test_start - a.test_stop >= embargo, f"folds {a.k},{b.k}: embargo {b.test_start - a.test_stop} < {embargo}"
 
+# %% ../nbs/02b_walkforward.ipynb #3a6852a6
+def _dask_client(cluster:int|str, timeout:float):
+    "A Dask client and the `LocalCluster` it owns (None for an existing cluster's address)."
+    try: from dask.distributed import Client, LocalCluster
+    except ImportError as e: raise ImportError("cluster= needs Dask: pip install 'dask[distributed]'") from e
+    if isinstance(cluster, bool) or not isinstance(cluster, (int, str)):
+        raise TypeError(f"cluster must be a worker count or a scheduler address, got {cluster!r}")
+    if isinstance(cluster, int):
+        if cluster < 1: raise ValueError(f"cluster: a LocalCluster needs >= 1 worker, got {cluster}")
+        lc = LocalCluster(n_workers=cluster, threads_per_worker=1, processes=True, dashboard_address=":0")
+        return Client(lc), lc
+    try: return Client(cluster, timeout=timeout), None
+    except (OSError, TimeoutError) as e:
+        raise ConnectionError(f"no Dask scheduler reachable at {cluster!r} within {timeout:g} s ({type(e).__name__}: {e})") from None
+
+# %% ../nbs/02b_walkforward.ipynb #4e81566f
+def _ship(client, shared:Any, attempts:int=5):
+    "Scatter `shared` to every worker; a worker closing meanwhile (one that died) is waited out and retried."
+    for a in range(attempts):
+        try: return client.scatter([shared], broadcast=True)[0]
+        except OSError: # distributed's CommClosedError
+            if a == attempts - 1: raise
+            time.sleep(0.5*(a + 1))
+
+def run_tasks(fn:Callable[[Any, Any], Any], # fn(item, shared) -> result; must be picklable for a cluster
+              items:Iterable, # one task each
+              shared:Any=None, # input every task reads (shipped to each worker once)
+              cluster:int|str|None=None, # None: in process; N: a LocalCluster of N processes; "tcp://...": a scheduler
+              retries:int=2, # reruns of a task that raised, each logged
+              timeout:float=10.0, # seconds to reach a scheduler
+              progress:bool=False, desc:str="tasks", # tqdm bar
+             ) -> list:
+    "`fn(item, shared)` for every item, in the items' order: in process or as Dask tasks."
+    items = list(items)
+    if cluster is None: return [fn(x, shared) for x in tqdm(items, desc=desc, disable=not progress, leave=False)]
+    from dask.distributed import as_completed
+    client, lc = _dask_client(cluster, timeout)
+    try:
+        data = _ship(client, shared)
+        futs = {client.submit(fn, x, data, pure=False): k for k, x in enumerate(items)}
+        out, tries, todo = [None]*len(items), [0]*len(items), as_completed(list(futs))
+        with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
+            for f in todo:
+                k = futs.pop(f)
+                try: out[k] = f.result(); bar.update(); continue
+                except (Exception, asyncio.CancelledError) as err: e = err # raised, or lost with a dead worker
+                if tries[k] >= retries: raise RuntimeError(f"{desc}: task {k} failed {retries + 1} times; last: {e!r}") from e
+                tries[k] += 1
+                _log.warning(f"{desc}: task {k} failed ({e!r}); retry {tries[k]} of {retries}")
+                if f.status != "error": data = _ship(client, shared) # the shared input may have died with the worker
+                g = client.submit(fn, items[k], data, pure=False); futs[g] = k; todo.add(g)
+        return out
+    finally:
+        client.close()
+        if lc is not None: lc.close()
+
 # %% ../nbs/02b_walkforward.ipynb #5349a7e6
 def param_grid(grid:dict[str, Iterable]) -> list[dict]:
     "Every combination of the values in `grid` (keys in the given order), as a list of dicts."
@@ -147,14 +203,18 @@ class SweepResult:
     def n_trials(self) -> int: return len(self.scores)
 
 # %% ../nbs/02b_walkforward.ipynb #22347f59
+def _score(c, data, score): return float(score(c) if data is None else score(c, data))
+
 def sweep(configs:dict|Sequence[dict], # a grid (dict of lists) or a list of configurations
-          score:Callable[[dict], float], # higher is better
+          score:Callable[..., float], # score(config) or, with `data`, score(config, data); higher is better
           progress:bool=False, # show a tqdm bar
+          cluster:int|str|None=None, # where the configurations run (`run_tasks`)
+          data:Any=None, # a large input for `score`, shipped to each worker once
          ) -> SweepResult:
     "Score every configuration and keep the best one."
     configs = param_grid(configs) if isinstance(configs, dict) else list(configs)
     if not configs: raise ValueError("sweep needs at least one configuration")
-    vals = [float(score(c)) for c in tqdm(configs, desc="sweep", disable=not progress, leave=False)]
+    vals = run_tasks(functools.partial(_score, score=score), configs, data, cluster, progress=progress, desc="sweep")
     ranked = np.where(np.isnan(vals), -np.inf, vals)
     i = int(np.argmax(ranked))
     table = pd.DataFrame([{**c, "score": v} for c, v in zip(configs, vals)])
@@ -215,6 +275,18 @@ class WalkForwardResult:
         return pd.Series(np.maximum(k, 0), index=self.target.index, name="fold")
 
 # %% ../nbs/02b_walkforward.ipynb #c8573028
+def _fold_task(f:Fold, frame:pd.DataFrame, retrain:Callable, signal:Callable) -> tuple:
+    "One fold: (model, sweep scores or None, test-window target)."
+    fitted, scores = retrain(f, frame.iloc[f.train]), None
+    if isinstance(fitted, SweepResult): fitted, scores = fitted.best, fitted.scores
+    hist = frame.iloc[:f.test_stop]
+    tgt = signal(fitted, hist, fold=f) if "fold" in inspect.signature(signal).parameters else signal(fitted, hist)
+    if not isinstance(tgt, pd.Series) or not tgt.index.equals(hist.index):
+        raise ValueError(f"fold {f.k}: signal must return a Series on the index it was given ({len(hist)} bars)")
+    tgt = tgt.iloc[f.test].astype("float64")
+    if np.isinf(tgt.to_numpy()).any(): raise ValueError(f"fold {f.k}: signal returned infinite targets")
+    return fitted, scores, tgt
+
 def _fold_table(folds:Sequence[Fold], models:list) -> pd.DataFrame:
     "One row per fold: its training and test windows and the model fitted for it."
     rows = [dict(fold=f.k, train_start=f.index[f.train_start], train_end=f.index[f.train_stop - 1],
@@ -229,24 +301,17 @@ def run_walk_forward(frame:pd.DataFrame, # bars and causal features, index = bar
                      signal:Callable[..., pd.Series], # (model, rows up to the test end[, fold=fold]) -> target per bar
                      backtest:Callable[[pd.Series], Any]|None=None, # stitched target -> result with .equity/.returns
                      progress:bool=True, # tqdm bar over folds
+                     cluster:int|str|None=None, # where the folds run (`run_tasks`); the frame is shipped once
                     ) -> WalkForwardResult:
     "Retrain per fold on its training window, signal on its test window, stitch, and backtest once."
     if not folds: raise ValueError("no folds to run")
     if not folds[0].index.equals(frame.index): raise ValueError("folds were cut from a different index than frame.index")
     models, pieces, trials = [], [], []
-    wants_fold = "fold" in inspect.signature(signal).parameters
-    for f in tqdm(folds, desc="walk-forward", disable=not progress, unit="fold"):
-        fitted = retrain(f, frame.iloc[f.train])
-        if isinstance(fitted, SweepResult):
-            trials.append(fitted.scores.assign(fold=f.k)); fitted = fitted.best
-        models.append(fitted)
-        hist = frame.iloc[:f.test_stop]
-        tgt = signal(fitted, hist, fold=f) if wants_fold else signal(fitted, hist)
-        if not isinstance(tgt, pd.Series) or not tgt.index.equals(hist.index):
-            raise ValueError(f"fold {f.k}: signal must return a Series on the index it was given ({len(hist)} bars)")
-        tgt = tgt.iloc[f.test].astype("float64")
-        if np.isinf(tgt.to_numpy()).any(): raise ValueError(f"fold {f.k}: signal returned infinite targets")
-        pieces.append(tgt)
+    done = run_tasks(functools.partial(_fold_task, retrain=retrain, signal=signal), folds, frame, cluster,
+                     progress=progress, desc="walk-forward")
+    for f, (fitted, scores, tgt) in zip(folds, done):
+        if scores is not None: trials.append(scores.assign(fold=f.k))
+        models.append(fitted); pieces.append(tgt)
         _log.debug("fold done", extra={"fields": {"fold": f.k, "model": repr(fitted)}})
     span = frame.index[folds[0].test_start:min(folds[-1].test_stop + 1, len(frame))]
     in_test = pd.Series(False, index=span, name="in_test")

@@ -59,7 +59,8 @@ def test_transfer_cut_every_time_fails_and_keeps_the_part(tmp_path):
     assert not dest.exists() and dest.with_name(dest.name + ".part").stat().st_size == (SHARED/K1H).stat().st_size // 2
 
 
-def test_server_with_none_of_the_files_is_an_error_and_leaves_no_folders(tmp_path):
+def test_server_with_none_of_the_files_is_an_error_and_leaves_no_folders(tmp_path, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs") # the command's log and audit files go elsewhere: tmp_path must stay empty
     srv, url, _ = serve(cut_first=0)
     try:
         with pytest.raises(ArchiveError, match="none of the 2 file"):
@@ -68,7 +69,7 @@ def test_server_with_none_of_the_files_is_an_error_and_leaves_no_folders(tmp_pat
         r = subprocess.run([sys.executable, "-c", "from btcfut.cli import main; main()", "data", "download", "--dataset", "fundingRate", "--start", "2031-01-01",
                             "--end", "2031-03-01", "--dest", str(tmp_path/"cli"), "--base-url", url],
                            capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                           env={**os.environ, "PYTHONPATH": str(ROOT), "BTCFUT_CONFIG": ""})
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "BTCFUT_CONFIG": "", "BTCFUT_LOG_DIR": str(logs)})
     finally: srv.shutdown(); srv.server_close()
     assert r.returncode != 0, r.stdout + r.stderr
     assert "none of the 2 file" in r.stdout + r.stderr
