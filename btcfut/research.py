@@ -18,7 +18,7 @@ from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metr
 # %% auto #0
 __all__ = ['FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog',
            'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
-           'buy_and_hold_target', 'ResearchResult', 'run_research', 'report_tables', 'run_demo', 'ModelSettings',
+           'buy_and_hold_target', 'ResearchResult', 'run_research', 'report_tables', 'ModelSettings', 'run_demo',
            'feature_columns', 'fold_key', 'check_cache_dir', 'forecast_scores', 'run_model_research',
            'backtest_summary', 'run_backtest']
 
@@ -326,6 +326,32 @@ def report_tables(res:ResearchResult) -> dict:
         t["the long forecaster's out-of-sample scores per fold (log return over its horizon)"] = res.forecast_scores
     return t
 
+# %% ../nbs/06a_research.ipynb #ca3d5483
+@dataclass
+class ModelSettings:
+    "The model strategy's walk-forward settings (small CPU configurations by default)."
+    train:str="365D" # training window (longer than the model's lookback + 2 × horizon)
+    test:str="180D" # test window (few folds: each one trains a network)
+    purge:str="24h" # gap between training and test (a fold's labels end inside its training rows)
+    first_test:str|None=None # first test bar; None: as early as `train` allows
+    decide_every:int=24 # bars between decisions on the test window
+    long:dict=field(default_factory=lambda: dict(max_epochs=4, patience=1)) # overrides of `models.long`
+    n_trials:int=1 # model configurations compared on this data before (deflated Sharpe)
+
+    @classmethod
+    def from_config(cls, cfg:Config, **overrides) -> "ModelSettings":
+        "Defaults, then `research.models` of `cfg` when present, then `overrides`."
+        d = (cfg.get("research.models") or Config({})).to_dict()
+        d.update(overrides)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown: raise ValueError(f"unknown research.models settings: {sorted(unknown)}")
+        return cls(**d)
+
+    def long_config(self, cfg:Config):
+        "`models.long` with this strategy's overrides."
+        from btcfut.models.long import LongConfig
+        return LongConfig.from_config(cfg, **self.long)
+
 # %% ../nbs/06a_research.ipynb #2436e12c
 def run_demo(cfg:Config|None=None, # default: Config.load()
              out:str|Path="reports/demo.html", # report path
@@ -375,32 +401,6 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
                 f"({t['halted_bars']:,} bars halted)" if res.settings.risk_limits else "risk halts: off (research.risk_limits)")
         c.print(f"report: {res.report}  ({res.timings['wall_s']:.1f}s)")
     return res
-
-# %% ../nbs/06a_research.ipynb #ca3d5483
-@dataclass
-class ModelSettings:
-    "The model strategy's walk-forward settings (small CPU configurations by default)."
-    train:str="365D" # training window (longer than the model's lookback + 2 × horizon)
-    test:str="180D" # test window (few folds: each one trains a network)
-    purge:str="24h" # gap between training and test (a fold's labels end inside its training rows)
-    first_test:str|None=None # first test bar; None: as early as `train` allows
-    decide_every:int=24 # bars between decisions on the test window
-    long:dict=field(default_factory=lambda: dict(max_epochs=4, patience=1)) # overrides of `models.long`
-    n_trials:int=1 # model configurations compared on this data before (deflated Sharpe)
-
-    @classmethod
-    def from_config(cls, cfg:Config, **overrides) -> "ModelSettings":
-        "Defaults, then `research.models` of `cfg` when present, then `overrides`."
-        d = (cfg.get("research.models") or Config({})).to_dict()
-        d.update(overrides)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown: raise ValueError(f"unknown research.models settings: {sorted(unknown)}")
-        return cls(**d)
-
-    def long_config(self, cfg:Config):
-        "`models.long` with this strategy's overrides."
-        from btcfut.models.long import LongConfig
-        return LongConfig.from_config(cfg, **self.long)
 
 # %% ../nbs/06a_research.ipynb #0a11b18f
 def feature_columns(frame:pd.DataFrame) -> list[str]:
