@@ -117,11 +117,16 @@ def session(tmp_path_factory):
         try:
             _wait(lambda: urllib.request.urlopen(f"{prom}/-/ready", timeout=2).status == 200, 60, "prometheus to be ready")
             _wait(lambda: query(prom, 'up{job="btcfut"} == 1'), 30, "the first scrape of btcfut")
+            start = time.time()
             decisions = run_session(mc, health, breakers, sample.bars, sample.funding)
             # the last scrape saw the whole session and the stale feed
             _wait(lambda: query(prom, "sum(btcfut_decisions_total)")[0]["value"][1] == str(decisions)
                   and query(prom, 'btcfut_breaker_state{breaker="stale_data"} == 2'), 30, "a scrape after the session")
-            yield dict(prom=prom, mc=mc, srv=srv, decisions=decisions, sample=sample, end=time.time())
+            # a few more scrapes, so that even a session whose scrapes timed out under load ends with a run of samples
+            ends_at = time.time() + 5 * SCRAPE_S
+            _wait(lambda: time.time() >= ends_at and query(prom, f'sum_over_time(up{{job="btcfut"}}[{5 * SCRAPE_S}s]) >= 3'),
+                  30, "three successful scrapes after the session")
+            yield dict(prom=prom, mc=mc, srv=srv, decisions=decisions, sample=sample, start=start, end=time.time())
         finally:
             proc.terminate()
             try: proc.wait(15)
@@ -158,10 +163,11 @@ def test_every_dashboard_panel_query_returns_data(session):
     dash = json.loads((MON / "grafana" / "dashboard.json").read_text())
     targets = list(_panel_targets(dash))
     assert len(targets) >= 25
-    # Grafana's $__rate_interval is at least 4 scrape intervals; the test server scrapes every second. Queried at the
-    # session's end, so rate windows cover it; a query answers "data" when some series has a finite value.
+    # Grafana widens $__rate_interval with the dashboard's range; here it spans the whole session (which takes ~10 s
+    # alone and minutes on a loaded machine), queried at its end. A query answers "data" when a series has a finite value.
+    window = f"{math.ceil(session['end'] - session['start']) + 5 * SCRAPE_S}s"
     def has_data(expr):
-        return any(math.isfinite(float(r["value"][1])) for r in query(session["prom"], expr.replace("$__rate_interval", "30s"), at=session["end"]))
+        return any(math.isfinite(float(r["value"][1])) for r in query(session["prom"], expr.replace("$__rate_interval", window), at=session["end"]))
     empty = [(title, expr) for title, expr in targets if not has_data(expr)]
     assert not empty, f"dashboard panels without data: {empty}"
 
