@@ -17,7 +17,7 @@ __all__ = ['EULER_GAMMA', 'periods_per_year', 'sharpe_ratio', 'sortino_ratio', '
            'max_drawdown', 'drawdown_duration', 'calmar_ratio', 'expected_max_sharpe', 'psr_from_moments',
            'probabilistic_sharpe_ratio', 'deflated_sharpe_ratio', 'win_rate', 'profit_factor', 'expectancy',
            'MetricsCalculator', 'format_metric', 'metrics_table', 'print_metrics', 'fold_metrics', 'daily_returns',
-           'write_report']
+           'fold_figure', 'forecast_fan_figure', 'calibration_figures', 'write_report']
 
 # %% ../nbs/06_metrics.ipynb #941df0c9
 _log = get_logger(__name__)
@@ -363,12 +363,12 @@ def _book_figures(result, max_points:int) -> list:
     return figs
 
 # %% ../nbs/06_metrics.ipynb #74e6d51c
-def _fold_figure(walk_forward) -> list:
+def fold_figure(walk_forward, title:str="Walk-forward folds: out-of-sample return and Sharpe") -> list:
     "Each walk-forward fold's out-of-sample return (and buy-and-hold's) with its Sharpe ratio."
     from plotly.subplots import make_subplots
     fs = _fold_chart_table(walk_forward)
     if fs is None: return []
-    f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title="Walk-forward folds: out-of-sample return and Sharpe", **_LAYOUT)
+    f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title=title, **_LAYOUT)
     x = fs.test_start  # bars at each test window's start; hover shows the fold and its fitted model
     hover = [f"fold {k}: {mo}" for k, mo in zip(fs.index, fs.model)]
     f.add_bar(x=x, y=fs.total_return, name="fold return", hovertext=hover)
@@ -379,7 +379,52 @@ def _fold_figure(walk_forward) -> list:
 
 def _figures(result, baseline, walk_forward, max_points:int, others:dict|None=None) -> list:
     "The report's plotly figures."
-    return _equity_figures(result, baseline, max_points, others) + _book_figures(result, max_points) + _fold_figure(walk_forward)
+    return _equity_figures(result, baseline, max_points, others) + _book_figures(result, max_points) + fold_figure(walk_forward)
+
+# %% ../nbs/06_metrics.ipynb #a1727ab1
+def _nearest(levels:np.ndarray, level:float) -> int: return int(np.argmin(np.abs(np.asarray(levels) - level)))
+
+def forecast_fan_figure(close:pd.Series, # closes (the price the forecasts are drawn over)
+                        index:pd.DatetimeIndex, # decision bars
+                        quantiles:np.ndarray, # (n, k) quantiles of the log return from each decision bar's close over `horizon`
+                        levels:np.ndarray, # (k,) their levels
+                        horizon:pd.Timedelta, # how far ahead the forecasts look
+                        max_points:int=5000) -> list:
+    "Fan chart: each forecast's 10/25/50/75/90% quantiles as prices at the time they are about, over the price."
+    import plotly.graph_objects as go
+    if len(index) == 0: return []
+    px = close.reindex(index).to_numpy(float)[:, None] * np.exp(np.asarray(quantiles, float))
+    x = index + horizon
+    f = go.Figure(layout=dict(title=f"Forecast fan: the long model's quantiles as prices {horizon / pd.Timedelta(days=1):g} days ahead (USDT)", **_LAYOUT))
+    for lo, hi, alpha in ((0.1, 0.9, 0.18), (0.25, 0.75, 0.3)):
+        a, b = _nearest(levels, lo), _nearest(levels, hi)
+        f.add_scatter(x=x, y=px[:, a], mode="lines", line=dict(width=0), showlegend=False, name=f"q{levels[a]:.0%}")
+        f.add_scatter(x=x, y=px[:, b], mode="lines", line=dict(width=0), fill="tonexty", fillcolor=f"rgba(31,119,180,{alpha})",
+                      name=f"{levels[a]:.0%}–{levels[b]:.0%} band")
+    f.add_scatter(x=x, y=px[:, _nearest(levels, 0.5)], mode="lines", line=dict(dash="dot"), name="median forecast")
+    s = _thin(close.loc[index[0]:x[-1]], max_points); f.add_scatter(x=s.index, y=s.values, name="close", line=dict(color="black", width=1))
+    return [f]
+
+# %% ../nbs/06_metrics.ipynb #6e31eeb1
+def calibration_figures(y:np.ndarray, # (n,) realized labels (log returns over the horizon)
+                        quantiles:np.ndarray, # (n, k) their forecast quantiles
+                        levels:np.ndarray, # (k,) levels
+                        bins:int=10) -> list:
+    "PIT histogram and quantile coverage of a quantile forecast against its realized labels."
+    import plotly.graph_objects as go
+    from btcfut.models.evaluate import pit
+    y, q = np.asarray(y, float), np.asarray(quantiles, float)
+    if len(y) == 0: return []
+    share = np.histogram(pit(y, q, np.asarray(levels, float)), bins=bins, range=(0, 1))[0] / len(y)
+    h = go.Figure(layout=dict(title=f"Calibration: PIT histogram ({len(y):,} forecasts; flat at {1 / bins:.0%} when calibrated)", **_LAYOUT))
+    h.add_bar(x=(np.arange(bins) + 0.5) / bins, y=share, name="share of forecasts", width=0.9 / bins)
+    h.add_scatter(x=[0, 1], y=[1 / bins] * 2, mode="lines", line=dict(dash="dash", color="gray"), name="calibrated")
+    h.update_yaxes(tickformat=".0%"); h.update_xaxes(title="forecast CDF at the realized return", range=[0, 1])
+    c = go.Figure(layout=dict(title="Calibration: share of realized returns below each forecast quantile", **_LAYOUT))
+    c.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="gray"), name="calibrated")
+    c.add_scatter(x=levels, y=(y[:, None] <= q).mean(axis=0), mode="lines+markers", name="observed")
+    c.update_xaxes(title="quantile level", tickformat=".0%"); c.update_yaxes(title="observed share", tickformat=".0%")
+    return [h, c]
 
 # %% ../nbs/06_metrics.ipynb #1195bb5e
 _REPORT_CSS = '''<style>
@@ -425,6 +470,7 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
                  max_points:int=5000, # per chart trace
                  others:dict|None=None, # more results by name (e.g. the same targets without risk halts), drawn dotted on equity and drawdown
                  tables:dict|None=None, # more tables by heading (e.g. per-fold model scores), shown after the charts
+                 figures:list|None=None, # more plotly figures (e.g. a forecast fan chart, calibration), drawn after the standard charts
                 ) -> Path:
     "Write one self-contained HTML report: quantstats tearsheet plus plotly charts."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -433,7 +479,7 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
              f"<h1>{_html.escape(title)}</h1>",
              f"<h4>{_html.escape(_span_text(result))} &bull; metrics on every bar, 365-day years; "
              "the quantstats tearsheet below uses daily returns</h4><hr>"]
-    figures = _figures(result, baseline, walk_forward, max_points, others)
+    figures = _figures(result, baseline, walk_forward, max_points, others) + list(figures or [])
     for f, h, y in zip(figures[:2], (420, 300), (0.99, 0.01)):  # beside the metrics table
         f.update_layout(width=790, height=h, legend=dict(x=0.01, y=y, yanchor="top" if y > 0.5 else "bottom", bgcolor="rgba(255,255,255,0.7)"))
     figs = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
