@@ -139,13 +139,15 @@ def parse_time_range(start:str, end:str) -> tuple[pd.Timestamp, pd.Timestamp]:
 # %% ../nbs/10_cli.ipynb #48c9720d
 @app.command()
 def demo(ctx:typer.Context,
-         out:Path=typer.Option(Path("reports/demo.html"), help="where the HTML report goes")):
-    "Run the research pipeline on the bundled data: features → walk-forward → backtest → report + metrics table."
+         out:Path=typer.Option(Path("reports/demo.html"), help="where the HTML report goes"),
+         models:bool=typer.Option(False, "--models", help="also train the long forecaster per fold (research.demo sizes) and show it beside the rules"),
+         models_dir:Path=typer.Option(Path("reports/demo-models"), help="the model strategy's per-fold model cache")):
+    "Run the research pipeline on the bundled data: features → walk-forward → backtest → report + metrics table (+ stage times)."
     from btcfut.research import run_demo
     from btcfut.data.store import DataNotFoundError
     st = ctx.obj
     if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
-    try: run_demo(cfg=st.cfg, out=out, data_dir=st.data_root)
+    try: run_demo(cfg=st.cfg, out=out, data_dir=st.data_root, models=models, models_dir=models_dir)
     except DataNotFoundError as e: _fail(f"the store at {st.data_root} lacks data the demo needs: {e}")
 
 # %% ../nbs/10_cli.ipynb #1997b604
