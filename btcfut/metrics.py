@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Sequence
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from scipy.stats import norm
 from .core import Config, get_logger, infer_interval, interval_ms
 
 # %% auto #0
@@ -110,6 +109,7 @@ def expected_max_sharpe(n_trials:int, # number of independent configurations tri
     "Expected maximum per-bar Sharpe ratio of `n_trials` unskilled trials (0 for a single trial)."
     if n_trials < 1: raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if n_trials == 1: return 0.0
+    from scipy.stats import norm # imported here: scipy.stats costs most of a second, and `btcfut backtest` answers bad input without it
     z = (1 - EULER_GAMMA) * norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * norm.ppf(1 - 1 / (n_trials * math.e))
     return float(math.sqrt(sr_var) * z)
 
@@ -123,6 +123,7 @@ def psr_from_moments(sr:float, # per-bar Sharpe ratio
     "Probabilistic Sharpe ratio from the estimate's moments."
     den = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
     if n_obs < 2 or not den > 0: return float("nan")
+    from scipy.stats import norm
     return float(norm.cdf((sr - sr_benchmark) * math.sqrt(n_obs - 1) / math.sqrt(den)))
 
 # %% ../nbs/06_metrics.ipynb #e9beeb69
