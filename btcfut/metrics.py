@@ -391,14 +391,14 @@ def forecast_fan_figure(close:pd.Series, # closes (the price the forecasts are d
                         levels:np.ndarray, # (k,) their levels
                         horizon:pd.Timedelta, # how far ahead the forecasts look
                         max_points:int=5000) -> list:
-    "Fan chart: each forecast's 10/25/50/75/90% quantiles as prices at the time they are about, over the price."
+    "Fan chart: each forecast's 10–90% and 25–75% bands (the nearest levels of its grid) and median as prices at the time they are about."
     import plotly.graph_objects as go
     if len(index) == 0: return []
     px = close.reindex(index).to_numpy(float)[:, None] * np.exp(np.asarray(quantiles, float))
     x = index + horizon
     f = go.Figure(layout=dict(title=f"Forecast fan: the long model's quantiles as prices {horizon / pd.Timedelta(days=1):g} days ahead (USDT)", **_LAYOUT))
-    for lo, hi, alpha in ((0.1, 0.9, 0.18), (0.25, 0.75, 0.3)):
-        a, b = _nearest(levels, lo), _nearest(levels, hi)
+    for lo, alpha in ((0.1, 0.18), (0.25, 0.3)):
+        a = _nearest(levels, lo); b = _nearest(levels, 1 - levels[a]) # symmetric bands on any grid
         f.add_scatter(x=x, y=px[:, a], mode="lines", line=dict(width=0), showlegend=False, name=f"q{levels[a]:.0%}")
         f.add_scatter(x=x, y=px[:, b], mode="lines", line=dict(width=0), fill="tonexty", fillcolor=f"rgba(31,119,180,{alpha})",
                       name=f"{levels[a]:.0%}–{levels[b]:.0%} band")
@@ -481,8 +481,10 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
              f"<h4>{_html.escape(_span_text(result))} &bull; metrics on every bar, 365-day years; "
              "the quantstats tearsheet below uses daily returns</h4><hr>"]
     figures = _figures(result, baseline, walk_forward, max_points, others) + list(figures or [])
-    for f, h, y in zip(figures[:2], (420, 300), (0.99, 0.01)):  # beside the metrics table
-        f.update_layout(width=790, height=h, legend=dict(x=0.01, y=y, yanchor="top" if y > 0.5 else "bottom", bgcolor="rgba(255,255,255,0.7)"))
+    wide = metrics is not None and metrics.shape[1] > 3 # a table of more than three runs goes below the charts, not beside
+    for f, h, y in zip(figures[:2], (420, 300), (0.99, 0.01)):
+        f.update_layout(width=1180 if wide else 790, height=h,
+                        legend=dict(x=0.01, y=y, yanchor="top" if y > 0.5 else "bottom", bgcolor="rgba(255,255,255,0.7)"))
     figs = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
             for i, fig in enumerate(figures)]
     table = ""
@@ -490,9 +492,10 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
         tab = metrics.copy().astype(object)
         for k in tab.index: tab.loc[k] = [format_metric(k, v) for v in tab.loc[k]]
         table = "<h3>Metrics</h3>" + tab.to_html(classes="btcfut-metrics", border=0)
-    parts.append(_REPORT_CSS + '<div style="display:flex;gap:20px;align-items:flex-start">'
-                 f'<div style="flex:0 0 790px">{figs[0]}{figs[1]}</div>'
-                 f'<div style="flex:0 0 380px">{table}</div></div>')
+    if wide: parts.append(_REPORT_CSS + figs[0] + figs[1] + table)
+    else: parts.append(_REPORT_CSS + '<div style="display:flex;gap:20px;align-items:flex-start">'
+                       f'<div style="flex:0 0 790px">{figs[0]}{figs[1]}</div>'
+                       f'<div style="flex:0 0 380px">{table}</div></div>')
     parts.extend(figs[2:])
     for name, df in (tables or {}).items():
         parts.append(f"<h3>{_html.escape(str(name))}</h3>" + df.to_html(classes="btcfut-metrics", border=0, float_format=lambda v: f"{v:.4g}"))

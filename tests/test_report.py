@@ -3,7 +3,7 @@
 Runs a short walk-forward demo with the model strategy beside the rules (real bundled data, the same
 `run_demo(models=True)` as `make demo`, a tiny forecaster on three folds) into a temporary directory, then loads the
 HTML with Chromium once: it dumps the DOM after scripts ran (plotly's SVGs must be there, one per chart, and no
-uncaught script error in the console) and takes a 1280x4400 screenshot down to the calibration charts, kept at
+uncaught script error in the console) and takes a 1280x5400 screenshot down to the calibration charts, kept at
 tests/artifacts/report.png for a look.
 """
 import os, re, shutil, subprocess, tempfile
@@ -70,7 +70,7 @@ def test_report_renders_in_chromium(demo_report):
     with tempfile.TemporaryDirectory() as profile:
         # one load: the DOM after scripts ran, a screenshot down to the calibration charts, and the page's console
         # (--enable-logging=stderr), where an uncaught script error shows as "Uncaught ..."
-        r = chromium("--enable-logging=stderr", "--virtual-time-budget=10000", "--window-size=1280,4400", f"--screenshot={shot}",
+        r = chromium("--enable-logging=stderr", "--virtual-time-budget=10000", "--window-size=1280,5400", f"--screenshot={shot}",
                      "--dump-dom", out.as_uri(), profile=Path(profile))
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
     # plotly replaces each chart's empty div by an SVG with class main-svg once its script has run
