@@ -482,7 +482,8 @@ def backtest_cmd(ctx:typer.Context,
                  json_file:Optional[Path]=typer.Option(None, "--json", help="write the metrics (all out of sample) as JSON here"),
                  models:Path=typer.Option(Path("models/backtest"), help="the model strategy's per-fold model cache"),
                  train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
-                 test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D")):
+                 test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D"),
+                 cluster:Optional[str]=typer.Option(None, help="train the model folds on Dask: a number of local workers or a scheduler address")):
     "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
     from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
     from btcfut.data.store import DataNotFoundError, atomic_write
@@ -490,7 +491,8 @@ def backtest_cmd(ctx:typer.Context,
     s, e = parse_time_range(start, end)
     st = ctx.obj
     if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
-    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True)
+    workers = int(cluster) if cluster and cluster.isdigit() else cluster
+    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True, cluster=workers)
     except DataNotFoundError as ex: _fail(f"the store at {st.data_root} lacks data the backtest needs: {ex}")
     print_metrics(res.metrics, title=f"{strategy}: out-of-sample metrics (walk-forward, {len(res.walk_forward.folds)} folds)")
     summary = backtest_summary(res, strategy, s, e)

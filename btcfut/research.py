@@ -530,23 +530,27 @@ def check_cache_dir(cache_dir:Path, columns:list[str], interval:str) -> None:
     tmp = f.with_suffix(".tmp"); tmp.write_text(json.dumps(want)); tmp.replace(f)
 
 # %% ../nbs/06a_research.ipynb #8a69c3b3
-def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict,
-                 forecasts:list):
+def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk_cfg:dict, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict,
+                 forecasts:list,
+                 portable:bool=False, # retrain returns the model's directory in the cache (for Dask workers)
+                ):
     "The walk-forward hooks of the model strategy: `retrain` trains (or reads) a fold's forecaster, `signal` trades its forecasts."
     from btcfut.models.long import LongForecaster, train_long
     from btcfut.models.data import WindowDataset, valid_window_ends
     from btcfut.signals import long_targets, time_entries
+    from btcfut.sizing import RiskManager
     cols = feature_columns(frame)
     def retrain(fold, train):
         path = None if cache_dir is None else Path(cache_dir)/fold_key(train, cols, lc)
         if path is not None and path.is_dir():
             counts["cached"] = counts.get("cached", 0) + 1
-            return LongForecaster.load(path)
+            return str(path) if portable else LongForecaster.load(path)
         m = train_long(train[cols], train["close"], lc)
         counts["trained"] = counts.get("trained", 0) + 1
         if path is not None: m.save(path, fold=fold.k)
-        return m
+        return str(path) if portable else m # a network does not pickle cleanly: from a worker, its directory travels
     def signal(model, hist, fold):
+        if isinstance(model, str): model = LongForecaster.load(model)
         rows = np.arange(fold.test_start, fold.test_stop)[::ms.decide_every]
         ok = valid_window_ends(hist[model.columns].to_numpy(float), model.lc.lookback)
         rows = rows[ok[rows]]
@@ -557,7 +561,8 @@ def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:floa
             want = pd.concat([want, long_targets(fc.moments(), ss)])
             want = want[~want.index.duplicated(keep="last")]
         tgt = time_entries(want, hist.index[fold.test_start:], ss)
-        checked = apply_risk(tgt, hist.iloc[fold.test_start:], risk, equity, log)
+        # the risk manager is built where the fold runs, from plain settings (a Dask worker receives them pickled)
+        checked = apply_risk(tgt, hist.iloc[fold.test_start:], RiskManager(Config(risk_cfg)), equity, log)
         full = pd.concat([pd.Series(0.0, hist.index[:fold.test_start]), checked]).rename("target")
         return decisions_only(full, first=fold.test_start)
     return retrain, signal
@@ -592,10 +597,10 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
                        ms:ModelSettings|None=None, # default: `ModelSettings.from_config(cfg)`
                        cache_dir:str|Path|None="models/backtest", # per-fold model cache (None: retrain every run)
                        progress:bool=True,
+                       cluster:int|str|None=None, # train the folds on Dask (`run_tasks`): N local processes or a scheduler address
                       ) -> ResearchResult:
     "Walk-forward of the model strategy: retrain the long forecaster per fold, trade its OOS forecasts, risk-checked, with metrics."
     from btcfut.backtest import BacktestEngine
-    from btcfut.sizing import RiskManager
     from btcfut.signals import SignalSettings
     cfg = cfg or Config.load(); ms = ms or ModelSettings.from_config(cfg)
     st, lc, ss = ResearchSettings.from_config(cfg), ms.long_config(cfg), SignalSettings.from_config(cfg)
@@ -607,11 +612,19 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
     engine = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False))
     traded = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits())
     rlog, counts, fcs = RiskLog(), {}, []
-    retrain, signal = _model_hooks(frame, ms, lc, ss, RiskManager(cfg), st.equity, cache_dir, rlog, counts, fcs)
+    retrain, signal = _model_hooks(frame, ms, lc, ss, cfg.to_dict(), st.equity, cache_dir, rlog, counts, fcs,
+                                   portable=cluster is not None)
     run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=sample.funding)
     folds = walk_forward_folds(frame.index, ms.train, ms.test, ms.purge, 0, False, label_horizon=1, start=ms.first_test)
     t1 = time.perf_counter()
-    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress)
+    if cluster is not None: # the workers save their models in the cache, and this process reads them from there
+        if cache_dir is None: raise ValueError("cluster= needs cache_dir: a directory the workers and this process share")
+        have = {p.name for p in Path(cache_dir).iterdir()}
+        cached = sum(fold_key(frame.iloc[f.train], feature_columns(frame), lc) in have for f in folds)
+    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress, cluster=cluster)
+    if cluster is not None: # the hooks ran in the workers: replay the signals here for their forecasts and risk decisions
+        for f, model in zip(folds, wf.models): signal(model, frame.iloc[:f.test_stop], f)
+        counts.update({k: v for k, v in (("cached", cached), ("trained", len(folds) - cached)) if v})
     timings["walk_forward_s"] = time.perf_counter() - t1
     baseline = run(engine, buy_and_hold_target(wf.target.index, folds))
     unmanaged = run(engine, wf.target) if st.risk_limits else None
@@ -678,6 +691,7 @@ def run_backtest(strategy:str, # "rules" or "models"
                  train:str|None=None, test:str|None=None, # walk-forward windows (default: `research:` / `ModelSettings`)
                  report:str|Path|None=None, # HTML report path (None: no report)
                  progress:bool=False,
+                 cluster:int|str|None=None, # the model strategy's folds on Dask: N local processes or a scheduler address
                 ) -> ResearchResult:
     "One strategy, walk-forward out of sample over `[start, end)` of the store, with metrics (and a report)."
     from btcfut.data.store import load_sample
@@ -695,7 +709,7 @@ def run_backtest(strategy:str, # "rules" or "models"
     if strategy == "rules": res = run_research(sample, cfg, progress=progress)
     else:
         ms = ModelSettings.from_config(cfg, first_test=None, **{k: v for k, v in (("train", train), ("test", test)) if v})
-        res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress)
+        res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress, cluster=cluster)
     if report is not None:
         others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
         figs = model_figures(res, sample.bars["close"], st.report_max_points) if strategy == "models" else None
