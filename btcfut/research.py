@@ -669,11 +669,13 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, bool, type(None), list, dict)) else str(v)
 
 def backtest_summary(res:ResearchResult, strategy:str, start, end) -> dict:
-    "JSON-ready summary of a run: the range, folds, every metric of every column (all out of sample), risk log, timings."
+    "JSON-ready summary of a run: the range, folds, every metric of every column (all out of sample), risk limits and log, timings."
     wf = res.walk_forward
     return {"strategy": strategy, "start": str(start), "end": str(end), "folds": len(wf.folds),
             "out_of_sample": {"start": str(wf.target.index[0]), "end": str(wf.target.index[-1])},
             "metrics": {c: {k: _jsonable(v) for k, v in res.metrics[c].items()} for c in res.metrics.columns},
+            "risk_limits": {"target_vol": res.settings.target_vol, "drawdown_halt": res.settings.drawdown_halt,
+                            "drawdown_cooldown_hours": res.settings.drawdown_cooldown_hours, "enforced": res.settings.risk_limits},
             "risk_checks": {"approved": res.risk_log.approved, "reduced": res.risk_log.reduced, "rejected": res.risk_log.rejected,
                             "binding": dict(res.risk_log.reasons)},
             "per_fold": [{k: _jsonable(v) for k, v in r.items()} for r in
