@@ -638,10 +638,12 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
 # %% ../nbs/06a_research.ipynb #e39e09b9
 def model_figures(res:ResearchResult, # a model strategy's result (`run_model_research`)
                   close:pd.Series, # closes over its span
-                  max_points:int=5000) -> list:
+                  max_points:int=5000,
+                  folds:bool=True, # include its per-fold chart (False when the report's own fold chart is this run's)
+                 ) -> list:
     "The model strategy's own charts: its folds, the forecast fan over the price, and the forecaster's calibration."
     from btcfut.models.data import forward_log_return
-    figs = fold_figure(res.walk_forward, title="Models: walk-forward folds, out-of-sample return and Sharpe")
+    figs = fold_figure(res.walk_forward, title="Models: walk-forward folds, out-of-sample return and Sharpe") if folds else []
     fc, _ = stitch_forecasts(res.forecasts or [])
     if fc is None: return figs
     h = res.forecast_horizon
@@ -714,7 +716,7 @@ def run_backtest(strategy:str, # "rules" or "models"
         res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress, cluster=cluster)
     if report is not None:
         others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
-        figs = model_figures(res, sample.bars["close"], st.report_max_points) if strategy == "models" else None
+        figs = model_figures(res, sample.bars["close"], st.report_max_points, folds=False) if strategy == "models" else None
         res.report = write_report(res.result, report, f"btcfut backtest: {strategy} strategy, {start:%Y-%m-%d} → {end:%Y-%m-%d}, "
                                   f"{len(res.walk_forward.folds)} walk-forward folds", baseline=res.baseline,
                                   walk_forward=res.walk_forward, metrics=res.metrics, others=others, max_points=st.report_max_points,
