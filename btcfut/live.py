@@ -188,6 +188,8 @@ class LiveLoop:
         self.received, self.mark, self.funding_rate, self.last_trade = Counter(), math.nan, 0.0, (0, math.nan)
         self.strategy = cfg.get("execution.strategy", "btcfut")
         self.hold_bars = self._hold_bars() if predictor is not None else 1
+        if getattr(predictor, "model", None) is not None: # one window per bar: more threads only contend (the process is the loop's)
+            import torch; torch.set_num_threads(int(lv.torch_threads))
         self._held, self._reconciled_at, self._listen_key = None, -math.inf, None
         self.on_decision = None # called with each `Decision` (console output)
         if predictor is None: _log.warning("no short model given: the fallback rule decides", extra={"fields": {"rule": f"sign of {RULE_FEATURE}"}})
