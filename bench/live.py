@@ -8,8 +8,8 @@ MARKET order sent to the fake over REST through `BinanceExecutor` (testnet mode,
 changes. Latency per order: from the kline message's arrival (read off the socket) to the fake's answer to the order
 (so it includes the REST round trip of the position and balance reads and of the order itself). RSS is sampled every
 `--sample` bars; `rss_growth_mb` = RSS at the end minus RSS after the first `--sample` bars (past the warm-up's
-allocations and the first JIT compilations). The loop keeps the last `live.max_decisions` decisions; latencies are
-over those. The journal is a SQLite file in a temporary directory (`--memory-journal`: in memory, where it grows with
+allocations and the first JIT compilations). Latencies of every decision are kept in arrays allocated
+before the replay (the loop itself keeps only the last `live.max_decisions`). The journal is a SQLite file in a temporary directory (`--memory-journal`: in memory, where it grows with
 every row). The fake exchange runs in the same process and keeps every order and fill it saw, as an exchange does.
 
 Prints progress to stderr and one JSON object as the last line of stdout.
@@ -48,7 +48,10 @@ def main():
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(name)s %(message)s")
     start = pd.Timestamp(a.start, tz="UTC"); end = start + pd.Timedelta(days=a.days)
     rss, n = [], [0]
+    size = int((end - start) / pd.Timedelta(minutes=1)) + 1
+    lat_all, ordered = np.full(size, np.nan), np.zeros(size, bool) # allocated up front: the bench itself does not grow
     def on_decision(d):
+        lat_all[n[0]], ordered[n[0]] = d.latency_ms, bool(d.order_qty)
         n[0] += 1
         if n[0] % a.sample == 0: rss.append(rss_mb()); log(f"{n[0]} bars, rss {rss[-1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
@@ -58,13 +61,13 @@ def main():
     lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg), start, end, a.speed, cfg, journal=journal,
                                     exchange=not a.paper, on_decision=on_decision))
     wall = time.perf_counter() - t0
-    lat = np.array([d.latency_ms for d in lp.decisions if d.order_qty])
-    all_lat = np.array([d.latency_ms for d in lp.decisions])
+    all_lat = lat_all[:n[0]]; lat = all_lat[ordered[:n[0]]]
     pct = lambda x, q: round(float(np.percentile(x, q)), 2) if len(x) else None
     out = {"bench": "live", "start": str(start), "end": str(end), "bars": lp.stats["bars"], "journal": "memory" if a.memory_journal else "sqlite file", "orders": int(len(lat)),
            "executor": "paper" if a.paper else "BinanceExecutor → fake over loopback REST", "speed": a.speed, "wall_s": round(wall, 1),
            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": round(float(lat.max()), 2) if len(lat) else None,
            "decision_p50_ms": pct(all_lat, 50), "decision_p99_ms": pct(all_lat, 99),
+           "slowest_decisions": [(int(i), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]],
            "rss_start_mb": round(rss[0], 1) if rss else None, "rss_end_mb": round(rss_mb(), 1),
            "rss_growth_mb": round(rss_mb() - rss[0], 1) if rss else None, "rss_samples_mb": [round(x, 1) for x in rss],
            "summary": lp.summary, "cpu_count": os.cpu_count()}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_live.ipynb #1437ce99
 from __future__ import annotations
-import asyncio, json, math, random, signal, threading, time
+import asyncio, json, math, random, signal, sys, threading, time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -514,6 +514,8 @@ async def run(self:LiveLoop, ws_url:str, # e.g. ws://127.0.0.1:8765
     if handle_signals:
         for s in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(s, self.stop)
     self._until, self._check_s = until_ms, check_s
+    switch = sys.getswitchinterval() # the reader, the exchange thread (and a fake in the same process) hand over the GIL
+    sys.setswitchinterval(min(switch, float(self.cfg.live.gil_switch_s))) # sooner: a REST answer waits less for it
     await self._in_pool(self._reconcile, time.time()) # at start: the position the loop trades from
     dog = loop.create_task(self._watchdog(check_s))
     try:
@@ -531,7 +533,7 @@ async def run(self:LiveLoop, ws_url:str, # e.g. ws://127.0.0.1:8765
                     except asyncio.TimeoutError: pass
             finally: self._bars.put_nowait(None); await decider
     finally:
-        dog.cancel()
+        dog.cancel(); sys.setswitchinterval(switch)
         if handle_signals:
             for s in (signal.SIGINT, signal.SIGTERM): loop.remove_signal_handler(s)
     if self._crash is not None: raise self._crash

@@ -294,13 +294,16 @@ def test_position_mismatch_breaker(sample):
 
 def test_rate_limit_wait_does_not_stall_reader(sample):
     """A 429 on an order makes the executor wait its Retry-After (1 s) on the exchange thread; meanwhile klines keep being read.
-    The user stream's fills move the local position, which ends equal to the exchange's; aggTrades arrive too."""
-    samples = []
+    The user stream's fills move the local position, which ends equal to the exchange's; aggTrades arrive too; the listen key
+    is kept alive."""
+    samples, keepalives = [], []
     async def sample_counts(fx, lp):
+        ka = lp.executor.client.futures_stream_keepalive
+        lp.executor.client.futures_stream_keepalive = lambda key: (keepalives.append(key), ka(key))[1]
         while not lp._stop.is_set():
             samples.append((time.perf_counter(), lp.received["kline"], lp.stats["bars"])); await asyncio.sleep(0.02)
     lp, _ = _exchange_run(sample, 40, faults=[{"kind": "429", "path": "/fapi/v1/order", "method": "POST", "count": 1, "retry_after_s": 1}],
-                          during=sample_counts)
+                          overrides={"live.keepalive_s": 0.5}, during=sample_counts)
     assert len(lp.decisions) == 40 and max(d.latency_ms for d in lp.decisions) >= 1000
     assert [r["payload"]["event"] for r in lp.journal.rows("traffic")] == ["429"]
     best = 0 # most klines read while the decision count stood still
@@ -311,6 +314,7 @@ def test_rate_limit_wait_does_not_stall_reader(sample):
     assert lp.received["ORDER_TRADE_UPDATE"] > 0 and lp.received["aggTrade"] > 0
     assert any(r["payload"].get("source") == "user_stream" for r in lp.journal.rows("fill"))
     assert lp.book.qty == lp.exchange_qty and lp.health.reconciled
+    assert keepalives and set(keepalives) == {lp._listen_key} # the listen key kept alive, never replaced
 
 def test_rollover_loses_no_bar(sample):
     "The 24-hour rollover shrunk to 0.1 s: many planned reconnects, every bar decided once, none fetched over REST."
