@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_live.ipynb #1437ce99
 from __future__ import annotations
-import asyncio, json, math, random, signal, sys, threading, time
+import asyncio, gc, json, math, random, signal, sys, threading, time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,9 +23,9 @@ from .monitoring.metrics import MetricsCollector
 from .monitoring.server import HealthState
 
 # %% auto #0
-__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'RULE_FEATURE', 'BAN_S', 'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder',
-           'backoff_delays', 'fetch_bars', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop', 'bars_frame',
-           'paper_loop', 'session_summary', 'replay_session']
+__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'RULE_FEATURE', 'BAN_S', 'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus',
+           'BarBuilder', 'backoff_delays', 'fetch_bars', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
+           'bars_frame', 'paper_loop', 'session_summary', 'replay_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -450,19 +450,34 @@ def _on_user(self:LiveLoop, event:dict):
     except Exception as e: self._failed("user data event", e, time.time())
 
 # %% ../nbs/09_live.ipynb #28e5ca1f
+ROLLOVER_WAIT_S = 10.0 # longest wait for the new connection's first message before the old one is closed anyway, s
+
 @patch
 async def _rollover(self:LiveLoop, session, url:str, old):
-    "Make before break: open a new connection, read what the old one still holds, then close it."
+    "Make before break: read the old connection until the new one speaks, drain the old one, close it."
     new = await session.ws_connect(url, heartbeat=None, autoping=True)
-    t_end = time.monotonic() + 1.0 # both now receive everything: a second of draining is plenty
-    while time.monotonic() < t_end:
+    t_end, old_ok, first = time.monotonic() + ROLLOVER_WAIT_S, True, None
+    while first is None and time.monotonic() < t_end:
+        if old_ok:
+            try: m = await old.receive(timeout=0.005)
+            except asyncio.TimeoutError: pass
+            else:
+                if m.type == aiohttp.WSMsgType.TEXT: self._handle(m.data)
+                else: old_ok = False
+        try: m = await new.receive(timeout=0.005)
+        except asyncio.TimeoutError: continue
+        if m.type != aiohttp.WSMsgType.TEXT: await new.close(); raise ConnectionError("the new connection closed during the rollover")
+        first = m.data
+    t_end = time.monotonic() + 1.0 # what the old one still holds was sent before or with the new one's first message
+    while old_ok and time.monotonic() < t_end:
         try: m = await old.receive(timeout=0.02)
         except asyncio.TimeoutError: break
         if m.type != aiohttp.WSMsgType.TEXT: break
         self._handle(m.data)
     await old.close()
+    if first is not None: self._handle(first) # after the old one's: bars stay in order
     self.metrics.record_reconnect("rollover")
-    _log.info("websocket rolled over", extra={"fields": {"after_s": self.rollover_s}})
+    _log.info("websocket rolled over", extra={"fields": {"after_s": self.rollover_s, "new_spoke": first is not None}})
     return new
 
 # %% ../nbs/09_live.ipynb #4fadf49f
@@ -517,6 +532,7 @@ async def run(self:LiveLoop, ws_url:str, # e.g. ws://127.0.0.1:8765
     switch = sys.getswitchinterval() # the reader, the exchange thread (and a fake in the same process) hand over the GIL
     sys.setswitchinterval(min(switch, float(self.cfg.live.gil_switch_s))) # sooner: a REST answer waits less for it
     await self._in_pool(self._reconcile, time.time()) # at start: the position the loop trades from
+    gc.collect(); gc.freeze() # what exists now (libraries, history, models) stays: full collections need not walk it
     dog = loop.create_task(self._watchdog(check_s))
     try:
         async with aiohttp.ClientSession() as session:
@@ -533,7 +549,7 @@ async def run(self:LiveLoop, ws_url:str, # e.g. ws://127.0.0.1:8765
                     except asyncio.TimeoutError: pass
             finally: self._bars.put_nowait(None); await decider
     finally:
-        dog.cancel(); sys.setswitchinterval(switch)
+        dog.cancel(); sys.setswitchinterval(switch); gc.unfreeze()
         if handle_signals:
             for s in (signal.SIGINT, signal.SIGTERM): loop.remove_signal_handler(s)
     if self._crash is not None: raise self._crash
@@ -608,8 +624,12 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
         lp.monitor = mon
         async def _go(): fx.start_replay(t0, speed)
+        task = asyncio.ensure_future(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(live.index[-1:])[0]), handle_signals=handle_signals))
+        for _ in range(1000): # the replay starts once the loop listens (a backlog at the start would only time the catch-up)
+            if fx._sockets or task.done(): break
+            await asyncio.sleep(0.01)
         fx.call(_go())
-        try: await lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(live.index[-1:])[0]), handle_signals=handle_signals)
+        try: await task
         finally:
             if mon is not None: await mon.stop()
             lp.summary = session_summary(lp) # while the exchange still answers

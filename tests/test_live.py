@@ -324,8 +324,10 @@ def test_rollover_loses_no_bar(sample):
         try:
             lp = await _loop(fx, n)
             lp.rollover_s = 0.1
+            task = asyncio.create_task(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(START)) + (n - 1) * M, check_s=0.02))
+            await _connected(fx) # from the first bar on, every bar comes over a websocket
             fx.start_replay(START, speed=2400.0)
-            await asyncio.wait_for(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(START)) + (n - 1) * M, check_s=0.02), 60)
+            await asyncio.wait_for(task, 60)
             return lp
         finally: await fx.stop()
     lp = asyncio.run(main())
