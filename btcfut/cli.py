@@ -402,18 +402,11 @@ def _decision_line(d) -> str:
     side = {1: "long ", -1: "short", 0: "flat "}[d.signal]
     return f"{t}  {side}  target {d.target_qty:+.3f} BTC  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
 
-def replay_fake(start:pd.Timestamp, end:pd.Timestamp, # live bars [start, end), UTC
-                speed:float, # data seconds per wall second
-                cfg:Config, data_root=None, # the store (default: the bundled one)
-                warm:int=300): # bars before `start` served for the warm-up
-    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay."
-    from btcfut.data.store import load_sample
-    from btcfut.fakex import FakeExchange, MarketData
-    if start >= end: _fail(f"replay start {start} must be before end {end}")
-    s = load_sample("1m", start - pd.Timedelta(minutes=warm), end, root=data_root)
-    if len(s.bars.loc[start:]) == 0: _fail(f"no 1m bars in the store in [{start}, {end})")
-    # the request-weight window shrinks with the speed: the weight allowed per minute of *data* stays Binance's
-    return FakeExchange(MarketData(klines={"1m": s.bars}, funding=s.funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed))
+def replay_fake(start:pd.Timestamp, end:pd.Timestamp, speed:float, cfg:Config, data_root=None, warm:int=300):
+    "`btcfut.fakex.replay_fake`, its refusals as command-line errors."
+    from btcfut.fakex import replay_fake as _replay_fake
+    try: return _replay_fake(start, end, speed, cfg, data_root, warm)
+    except ValueError as e: _fail(str(e))
 
 @app.command()
 def paper(ctx:typer.Context,
