@@ -151,6 +151,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'btcfut.core.Config.__getitem__': ('core.html#config.__getitem__', 'btcfut/core.py'),
                              'btcfut.core.Config.__init__': ('core.html#config.__init__', 'btcfut/core.py'),
                              'btcfut.core.Config.__iter__': ('core.html#config.__iter__', 'btcfut/core.py'),
+                             'btcfut.core.Config.__reduce__': ('core.html#config.__reduce__', 'btcfut/core.py'),
                              'btcfut.core.Config.__repr__': ('core.html#config.__repr__', 'btcfut/core.py'),
                              'btcfut.core.Config.__setattr__': ('core.html#config.__setattr__', 'btcfut/core.py'),
                              'btcfut.core.Config.get': ('core.html#config.get', 'btcfut/core.py'),
