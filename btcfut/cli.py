@@ -16,8 +16,8 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'evaluate_app', 'CliError', 'one_line', 'BtcfutGroup', 'resolve_cli_config', 'State', 'main_options',
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
-           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'replay_fake', 'paper',
-           'journal_status', 'status', 'backtest_cmd']
+           'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'run_session', 'replay_fake',
+           'paper', 'testnet', 'live', 'journal_status', 'status', 'backtest_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -402,6 +402,22 @@ def _decision_line(d) -> str:
     side = {1: "long ", -1: "short", 0: "flat "}[d.signal]
     return f"{t}  {side}  target {d.target_qty:+.3f} BTC  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
 
+def _print_order(d):
+    if d.order_qty: print(_decision_line(d), flush=True)
+
+def run_session(session): # session(handle_signals) -> a coroutine returning the `LiveLoop`
+    "Run a live-loop session to its end: on this thread with Ctrl-C/SIGTERM handling, or on its own thread inside a running event loop (a notebook)."
+    import asyncio
+    try: asyncio.get_running_loop()
+    except RuntimeError: return asyncio.run(session(True)) # the usual case: Ctrl-C and SIGTERM stop after the bar being decided
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool: return pool.submit(lambda: asyncio.run(session(False))).result()
+
+def _print_summary(s:dict):
+    print(f"{s['bars']} bars decided ({s['first_bar']} .. {s['last_bar']}), {s['orders']} orders; position {s['position_btc']:+.3f} BTC, "
+          f"wallet {s['wallet_usdt']:,.2f} USDT; answers by {s['sources']}; breakers open: {s['breakers_open'] or 'none'}")
+    print(json.dumps(s, default=str))
+
 def replay_fake(start:pd.Timestamp, end:pd.Timestamp, speed:float, cfg:Config, data_root=None, warm:int=300):
     "`btcfut.fakex.replay_fake`, its refusals as command-line errors."
     from btcfut.fakex import replay_fake as _replay_fake
@@ -416,7 +432,6 @@ def paper(ctx:typer.Context,
           journal:Optional[str]=typer.Option(None, help="journal URL (default: execution.journal_url)"),
           port:Optional[int]=typer.Option(None, help="monitoring port (default: monitoring.port; 0 = a free port)")):
     "Paper-trade a replay of stored 1m bars through the live loop; one line per order, a summary at the end."
-    import asyncio
     from btcfut.execution.journal import Journal
     from btcfut.live import replay_session
     st = ctx.obj
@@ -425,16 +440,39 @@ def paper(ctx:typer.Context,
     if not speed > 0: _fail(f"--speed must be > 0, got {speed}")
     fx, j = replay_fake(start, end, speed, st.cfg, st.data_root), Journal(journal, cfg=st.cfg)
     session = lambda signals: replay_session(fx, start, end, speed, st.cfg, models, j, st.cfg.monitoring.port if port is None else port,
-                                             handle_signals=signals, on_decision=lambda d: print(_decision_line(d), flush=True) if d.order_qty else None)
-    try: asyncio.get_running_loop()
-    except RuntimeError: lp = asyncio.run(session(True)) # the usual case: Ctrl-C and SIGTERM stop after the bar being decided
-    else: # called from a running event loop (a notebook): run on a thread of its own, without signal handlers
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(1) as pool: lp = pool.submit(lambda: asyncio.run(session(False))).result()
-    s = lp.summary
-    print(f"{s['bars']} bars decided ({s['first_bar']} .. {s['last_bar']}), {s['orders']} orders; position {s['position_btc']:+.3f} BTC, "
-          f"wallet {s['wallet_usdt']:,.2f} USDT; answers by {s['sources']}; breakers open: {s['breakers_open'] or 'none'}")
-    print(json.dumps(s, default=str))
+                                             handle_signals=signals, on_decision=_print_order)
+    _print_summary(run_session(session).summary)
+
+# %% ../nbs/10_cli.ipynb #15812b3b
+def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:int|None, max_bars:int|None, warm:int):
+    from btcfut.execution.journal import Journal
+    from btcfut.live import exchange_session
+    if max_bars is not None and max_bars < 1: _fail(f"--max-bars must be >= 1, got {max_bars}")
+    if not 0 < warm < 1500: _fail(f"--warm must be in 1..1499 bars, got {warm}")
+    cfg = st.cfg
+    j = Journal(journal, cfg=cfg)
+    if mode == "live": typer.secho("LIVE trading: real orders with real money", err=True, fg="yellow")
+    session = lambda signals: exchange_session(mode, cfg, models, j, cfg.monitoring.port if port is None else port, warm, max_bars,
+                                               handle_signals=signals, on_decision=_print_order)
+    _print_summary(run_session(session).summary)
+
+_SESSION_HELP = dict(models="model directory with short/ and baseline/ (default: the fallback rule)", journal="journal URL (default: execution.journal_url)",
+                     port="monitoring port (default: monitoring.port; 0 = a free port)", max_bars="stop once this many bars are decided (default: until Ctrl-C)",
+                     warm="closed 1m bars fetched to start the features")
+
+@app.command()
+def testnet(ctx:typer.Context, models:Optional[Path]=typer.Option(None, help=_SESSION_HELP["models"]),
+            journal:Optional[str]=typer.Option(None, help=_SESSION_HELP["journal"]), port:Optional[int]=typer.Option(None, help=_SESSION_HELP["port"]),
+            max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:int=typer.Option(300, help=_SESSION_HELP["warm"])):
+    "Trade Binance's futures testnet with the live loop (keys from the environment) until Ctrl-C; one line per order."
+    _exchange_cmd(ctx.obj, "testnet", models, journal, port, max_bars, warm)
+
+@app.command()
+def live(ctx:typer.Context, models:Optional[Path]=typer.Option(None, help=_SESSION_HELP["models"]),
+         journal:Optional[str]=typer.Option(None, help=_SESSION_HELP["journal"]), port:Optional[int]=typer.Option(None, help=_SESSION_HELP["port"]),
+         max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:int=typer.Option(300, help=_SESSION_HELP["warm"])):
+    "Trade the live exchange with real money; refused unless live.enabled is true and BTCFUT_LIVE=1."
+    _exchange_cmd(ctx.obj, "live", models, journal, port, max_bars, warm)
 
 # %% ../nbs/10_cli.ipynb #693a8b1d
 def journal_status(journal) -> dict: # a `Journal`

@@ -24,8 +24,9 @@ from .monitoring.server import HealthState
 
 # %% auto #0
 __all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'RULE_FEATURE', 'BAN_S', 'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus',
-           'BarBuilder', 'backoff_delays', 'fetch_bars', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
-           'bars_frame', 'paper_loop', 'session_summary', 'replay_session']
+           'BarBuilder', 'backoff_delays', 'kline_bar', 'fetch_bars', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
+           'bars_frame', 'paper_loop', 'short_predictor', 'session_summary', 'replay_session', 'recent_bars',
+           'exchange_urls', 'exchange_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -99,6 +100,10 @@ def backoff_delays(base_s:float=0.5, # first delay, s
 # %% ../nbs/09_live.ipynb #e569cfce
 KLINES_PAGE = 1500 # the most bars one klines request returns
 
+def kline_bar(k:list) -> dict:
+    "A REST klines row as a bar (the fields `parse_kline` gives)."
+    return {"open_ms": int(k[0]), **{c: math.nan if k[i] is None else float(k[i]) for i, c in zip((1, 2, 3, 4, 5, 7, 8, 9, 10), BAR_FIELDS)}}
+
 async def fetch_bars(session, # an aiohttp.ClientSession
                      base_url:str, symbol:str, interval:str,
                      start_ms:int, end_ms:int, # open times of the bars wanted, [start_ms, end_ms)
@@ -111,8 +116,7 @@ async def fetch_bars(session, # an aiohttp.ClientSession
             if r.status != 200: raise ConnectionError(f"klines backfill answered HTTP {r.status}: {(await r.text())[:200]}")
             rows = await r.json()
         if not rows: break
-        for k in rows:
-            out.append({"open_ms": int(k[0]), **{c: math.nan if k[i] is None else float(k[i]) for i, c in zip((1, 2, 3, 4, 5, 7, 8, 9, 10), BAR_FIELDS)}})
+        out.extend(kline_bar(k) for k in rows)
         t = int(rows[-1][0]) + interval_ms(interval)
     return [b for b in out if b["open_ms"] < end_ms]
 
@@ -562,6 +566,14 @@ def stop(self:LiveLoop):
     _log.info("live loop stopping", extra={"fields": {"decisions": self.stats["bars"]}})
     self._stop.set()
 
+# %% ../nbs/09_live.ipynb #7ad264ca
+def short_predictor(model_dir): # directory with short/ and baseline/ (`btcfut train short`), or None
+    "The short model behind its fallback chain, or None (the loop's fallback rule)."
+    if model_dir is None: return None
+    from btcfut.models.serve import ShortPredictor
+    from pathlib import Path
+    return ShortPredictor(Path(model_dir) / "short", Path(model_dir) / "baseline")
+
 # %% ../nbs/09_live.ipynb #0848c1d8
 def _session_executor(fx, cfg:Config, journal:Journal, start:pd.Timestamp, n:int, exchange:bool) -> OrderExecutor:
     "A paper account from `start`, or `BinanceExecutor` on the fake's REST with its keys."
@@ -609,11 +621,7 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
     live = served.loc[t0:t1 - pd.Timedelta(milliseconds=1)] if served is not None else []
     if len(live) == 0: raise ValueError(f"the exchange serves no 1m bars in [{t0}, {t1})")
     journal = journal if journal is not None else Journal("sqlite://", cfg=cfg)
-    predictor = None
-    if model_dir is not None:
-        from btcfut.models.serve import ShortPredictor
-        from pathlib import Path
-        predictor = ShortPredictor(Path(model_dir) / "short", Path(model_dir) / "baseline")
+    predictor = short_predictor(model_dir)
     with fx.running_in_thread():
         fx.set_time(t0)
         lp = LiveLoop(_session_executor(fx, cfg, journal, t0, len(live), exchange), cfg, journal, predictor=predictor)
@@ -633,4 +641,62 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         finally:
             if mon is not None: await mon.stop()
             lp.summary = session_summary(lp) # while the exchange still answers
+    return lp
+
+# %% ../nbs/09_live.ipynb #2042ee19
+async def recent_bars(session, # an aiohttp.ClientSession
+                      base_url:str, symbol:str, interval:str,
+                      n:int, # closed bars wanted (at most 1499)
+                      server_ms:int, # the exchange's clock, ms
+                     ) -> list[dict]:
+    "The last `n` closed bars the exchange serves (a bar still forming at `server_ms` is left out)."
+    if not 0 < n < KLINES_PAGE: raise ValueError(f"warm-up bars must be in 1..{KLINES_PAGE - 1}, got {n}")
+    async with session.get(f"{base_url}/fapi/v1/klines", params={"symbol": symbol, "interval": interval, "limit": n + 1}) as r:
+        if r.status != 200: raise ConnectionError(f"klines warm-up answered HTTP {r.status}: {(await r.text())[:200]}")
+        rows = await r.json()
+    step = interval_ms(interval)
+    return [b for b in map(kline_bar, rows) if b["open_ms"] + step <= server_ms][-n:]
+
+# %% ../nbs/09_live.ipynb #15e65d11
+def exchange_urls(mode:str, cfg:Config) -> tuple[str, str]: # (REST base, websocket base)
+    "Where `mode` trades, from the config: testnet or live REST and websocket bases."
+    x = cfg.execution
+    if mode == "testnet": return x.testnet_url.rstrip("/"), x.testnet_ws_url.rstrip("/")
+    if mode == "live": return x.live_url.rstrip("/"), cfg.exchange.ws_url.rstrip("/")
+    raise ValueError(f"an exchange session trades on 'testnet' or 'live', got {mode!r}")
+
+# %% ../nbs/09_live.ipynb #51bd4320
+async def exchange_session(mode:str, # "testnet" or "live"
+                           cfg:Config|None=None,
+                           model_dir=None, # directory with short/ and baseline/; None = the fallback rule
+                           journal:Journal|None=None, # default: `execution.journal_url`
+                           monitor_port:int|None=None, # serve /metrics, /healthz, /readyz here (0 = a free port); None = no server
+                           warm:int=300, # closed bars fetched over REST to start the features
+                           max_bars:int|None=None, # stop once this many bars are decided (a backfill under way ends first); None: until stopped
+                           env=None, # where the keys (and BTCFUT_LIVE) are read; default `os.environ`
+                           handle_signals:bool=False, on_decision=None) -> LiveLoop:
+    "Trade `mode` with the live loop on the exchange's streams until stopped; returns the loop (with its `summary`)."
+    from btcfut.execution.binance import BinanceExecutor
+    from btcfut.monitoring.server import MonitorServer
+    cfg = cfg or Config.load()
+    rest, ws = exchange_urls(mode, cfg)
+    journal = journal if journal is not None else Journal(cfg=cfg)
+    ex = BinanceExecutor(mode, journal, cfg, base_url=rest, env=env) # the guard and the keys, before any connection
+    symbol = cfg.get("exchange.symbol", "BTCUSDT")
+    await asyncio.to_thread(ex.connect, symbol)
+    lp, aloop, decided = LiveLoop(ex, cfg, journal, predictor=short_predictor(model_dir), symbol=symbol), asyncio.get_running_loop(), [0]
+    def each(d): # on the thread that decided
+        decided[0] += 1
+        if on_decision is not None: on_decision(d)
+        if max_bars is not None and decided[0] >= max_bars: aloop.call_soon_threadsafe(lp.stop)
+    lp.on_decision = each
+    server_ms = int((await asyncio.to_thread(ex.client.futures_time))["serverTime"])
+    async with aiohttp.ClientSession() as sess: hist = await recent_bars(sess, rest, symbol, lp.interval, warm, server_ms)
+    if not hist: raise ConnectionError(f"{rest} serves no closed {lp.interval} bars of {symbol} to warm up from")
+    lp.warm_up(bars_frame(hist))
+    lp.monitor = mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
+    try: await lp.run(ws, rest, handle_signals=handle_signals)
+    finally:
+        if mon is not None: await mon.stop()
+        lp.summary = session_summary(lp)
     return lp
