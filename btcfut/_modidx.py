@@ -80,6 +80,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'btcfut/backtest_kernels.py'),
                                          'btcfut.backtest_kernels._pay_funding': ( 'backtest_kernels.html#_pay_funding',
                                                                                    'btcfut/backtest_kernels.py'),
+                                         'btcfut.backtest_kernels._quiet_bars': ( 'backtest_kernels.html#_quiet_bars',
+                                                                                  'btcfut/backtest_kernels.py'),
                                          'btcfut.backtest_kernels._risk_close': ( 'backtest_kernels.html#_risk_close',
                                                                                   'btcfut/backtest_kernels.py'),
                                          'btcfut.backtest_kernels._risk_open': ( 'backtest_kernels.html#_risk_open',

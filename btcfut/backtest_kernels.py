@@ -407,6 +407,32 @@ def _risk_close(st, p, t_i, eq_i):
         if limit_breached(eq_i, st[S_PEAK_EQUITY], p[P_DRAWDOWN_HALT]):
             st[S_HALT_UNTIL_MS] = t_i + p[P_INTERVAL_MS] + p[P_COOLDOWN_MS]; st[S_N_DRAWDOWN_HALTS] += 1
 
+# %% ../nbs/05c_backtest_kernels.ipynb #5b0e7a11
+@njit(cache=True, inline="always", error_model="numpy")
+def _quiet_bars(first:int, stop:int, st, bars, target, out, # as in `step_bars`
+               ) -> int: # the first bar from `first` that is not quiet (`stop` when all are)
+    "Close the quiet bars `first …` (no target, no funding on a position, no level touched): only the close is computed."
+    o, h, l, c, v, mo, mh, ml, mc, tms, funding = bars
+    eq, posa, lpa, funda, leva, dista, reta = out
+    curves = posa.shape[0] > 0
+    pos, wallet, entry = st[S_POSITION], st[S_WALLET], st[S_ENTRY_PRICE]
+    lp, sl, tp, paid = st[S_LIQ_PRICE], st[S_STOP_PRICE], st[S_TARGET_PRICE], st[S_FUNDING_PAID]
+    for i in range(first, stop):
+        if not np.isnan(target[i-1]): return i
+        if pos > 0.0: # the open, then the bar's range (`_touched`); NaN levels compare False
+            if funding[i] != 0.0 or mo[i] <= lp or o[i] <= sl or o[i] >= tp or ml[i] <= lp or l[i] <= sl or h[i] >= tp: return i
+        elif pos < 0.0:
+            if funding[i] != 0.0 or mo[i] >= lp or o[i] >= sl or o[i] <= tp or mh[i] >= lp or h[i] >= sl or l[i] <= tp: return i
+        e = wallet + pos*(c[i] - entry) if pos != 0.0 else wallet
+        eq[i] = e
+        if curves:
+            posa[i] = pos; lpa[i] = lp; funda[i] = paid
+            leva[i] = pos*c[i]/e if e > 0 else np.nan
+            dista[i] = np.nan if pos == 0.0 else ((mc[i] - lp)/mc[i] if pos > 0 else (lp - mc[i])/mc[i])
+            reta[i] = e/eq[i-1] - 1.0
+        if e <= 0.0: st[S_RUINED] = 1.0
+    return stop
+
 # %% ../nbs/05c_backtest_kernels.ipynb #0192623b
 @njit(**_NB)
 def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out, # as in `step_bars`
@@ -419,8 +445,14 @@ def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target
     no = ob.shape[0]; curves = posa.shape[0] > 0; has_levels = slp.shape[0] > 0; risk_on = p[P_MAX_DAILY_LOSS] > 0 or p[P_DRAWDOWN_HALT] > 0
     nxt, lo = int(st[S_ORDERS_DUE]), int(st[S_ORDERS_LIVE_FROM])
     standing, owed, next_day = st[S_STANDING_TARGET], st[S_TARGET_OWED] != 0.0, st[S_NEXT_DAY_MS]
-    short = stop
-    for i in range(first, stop):
+    short = stop; quiet = not has_levels and not risk_on # quiet stretches run in `_quiet_bars`
+    i = first
+    while i < stop:
+        if quiet and i > 0:
+            while lo < nxt and oact[lo] == ORDER_DONE: lo += 1
+            if lo == nxt: # no order rests; the next one is placed at bar ob[nxt] and due one bar later
+                i = _quiet_bars(i, min(stop, ob[nxt] + 1) if nxt < no else stop, st, bars, target, out)
+                if i >= stop: break
         rprev = (h[i-1] - l[i-1])/c[i-1] if i > 0 else 0.0
         vprev = v[i-1] if i > 0 else 0.0
         while nxt < no and ob[nxt] <= i - 1:
@@ -474,6 +506,7 @@ def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target
             reta[i] = eq[i]/(eq[i-1] if i > 0 else p[P_INITIAL_EQUITY]) - 1.0
         if eq[i] <= 0.0: st[S_RUINED] = 1.0
         elif risk_on: _risk_close(st, p, tms[i], eq[i])
+        i += 1
     st[S_ORDERS_DUE], st[S_ORDERS_LIVE_FROM] = nxt, lo
     st[S_STANDING_TARGET], st[S_TARGET_OWED], st[S_NEXT_DAY_MS] = standing, 1.0 if owed else 0.0, next_day
     return short
