@@ -23,7 +23,8 @@ __all__ = ['MARKET', 'LIMIT', 'STOP', 'TAKE_PROFIT', 'ORDER_KINDS', 'ORDER_WAITI
            'P_INITIAL_EQUITY', 'P_LEVERAGE', 'P_QTY_STEP', 'P_MIN_NOTIONAL', 'P_SLIPPAGE_BPS', 'P_SLIPPAGE_IMPACT',
            'P_SLIPPAGE_MAX_BPS', 'P_REBALANCE_BAND', 'P_STOP_FRAC', 'P_TARGET_FRAC', 'P_MAKER', 'P_TAKER', 'P_QTY_UNIT',
            'P_MAX_DAILY_LOSS', 'P_DRAWDOWN_HALT', 'P_COOLDOWN_MS', 'P_INTERVAL_MS', 'N_PARAMS', 'state_dict',
-           'bracket_arrays', 'new_account', 'slippage_frac', 'position_liq_price', 'step_bars', 'step_bar', 'run_bars']
+           'bracket_arrays', 'new_account', 'slippage_frac', 'position_liq_price', 'step_bars', 'step_bar', 'run_bars',
+           'run_totals']
 
 # %% ../nbs/05c_backtest_kernels.ipynb #1d51f10f
 MARKET, LIMIT, STOP, TAKE_PROFIT = 0, 1, 2, 3 # order kinds
@@ -549,3 +550,19 @@ def run_bars(bars:tuple, orders:tuple, fine:tuple, target:np.ndarray, slp:np.nda
     tr = step_bars(0, n, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out)
     rows = int(st[S_N_CLOSED]) + (1 if st[S_POSITION] != 0.0 else 0)
     return out, tr[:rows].copy(), st, err
+
+# %% ../nbs/05c_backtest_kernels.ipynb #5b0e7a14
+@njit(**_NB)
+def run_totals(bars:tuple, orders:tuple, fine:tuple, target:np.ndarray, slp:np.ndarray, tpp:np.ndarray, # as in `step_bars`
+               p:np.ndarray, br:np.ndarray,
+               eq:np.ndarray, # the equity at each close, written here (one float per bar, reused across runs)
+               max_abs:float, # largest |target| allowed (inf: any finite target)
+              ):
+    "`run_bars` without curves after checking the target. Returns (ledger rows, state, error, first bad target bar or −1)."
+    for i in range(target.shape[0]):
+        if np.isinf(target[i]) or abs(target[i]) > max_abs: return np.zeros((0, N_LEDGER)), np.zeros(N_STATE), np.zeros(4), i
+    e = np.empty(0)
+    st, tr, oact, err = new_account(p, orders[0].shape[0], bars[9][0])
+    tr = step_bars(0, eq.shape[0], st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, (eq, e, e, e, e, e, e))
+    rows = int(st[S_N_CLOSED]) + (1 if st[S_POSITION] != 0.0 else 0)
+    return tr[:rows].copy(), st, err, -1
