@@ -13,9 +13,9 @@ from tqdm import tqdm
 from .core import get_logger, infer_interval, interval_ms, to_utc
 
 # %% auto #0
-__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'run_tasks', 'param_grid', 'SweepResult',
-           'sweep', 'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward', 'search_space', 'FoldSweep',
-           'fold_sweep']
+__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'run_tasks', 'probe_scheduler',
+           'param_grid', 'SweepResult', 'sweep', 'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward',
+           'search_space', 'FoldSweep', 'fold_sweep']
 
 # %% ../nbs/02b_walkforward.ipynb #aac811ad
 _log = get_logger(__name__)
@@ -184,6 +184,15 @@ def run_tasks(fn:Callable[[Any, Any], Any], # fn(item, shared) -> result; must b
     finally:
         client.close()
         if lc is not None: lc.close()
+
+# %% ../nbs/02b_walkforward.ipynb #a7f0c014
+def probe_scheduler(cluster:int|str|None, # a worker count or None (nothing to probe) or a scheduler address
+                    timeout:float=10.0, # seconds to reach it
+                   ) -> None:
+    "Raise `ConnectionError` (naming the address) unless a Dask scheduler answers at `cluster` within `timeout`."
+    if not isinstance(cluster, str): return
+    client, _ = _dask_client(cluster, timeout)
+    client.close()
 
 # %% ../nbs/02b_walkforward.ipynb #5349a7e6
 def param_grid(grid:dict[str, Iterable]) -> list[dict]:

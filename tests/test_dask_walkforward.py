@@ -85,3 +85,14 @@ def test_unreachable_scheduler_is_a_clear_error_within_timeout():
     with pytest.raises(ConnectionError, match=r"no Dask scheduler reachable at 'tcp://127.0.0.1:9' within 2 s"):
         run_tasks(lambda x, s: x, [1], cluster="tcp://127.0.0.1:9", timeout=2)
     assert time.perf_counter() - t0 < 20
+
+def test_cli_sweep_on_cluster_equals_in_process(cluster, tmp_path, monkeypatch):
+    "`btcfut sweep --scheduler`: the research rule's evaluator pickles, and the table equals the in-process one."
+    from typer.testing import CliRunner
+    from btcfut.cli import app
+    monkeypatch.setenv("BTCFUT_LOG_DIR", str(tmp_path)); monkeypatch.setenv("BTCFUT_CONFIG", ""); monkeypatch.delenv("BTCFUT_DATA_DIR", raising=False)
+    args = ["sweep", "--start", "2023-01-01", "--end", "2023-06-01", "--search", "random", "--trials", "2", "--seed", "1", "--train", "90D", "--test", "30D"]
+    r1 = CliRunner().invoke(app, args + ["--json", str(tmp_path/"a.json")])
+    r2 = CliRunner().invoke(app, args + ["--scheduler", cluster.scheduler_address, "--json", str(tmp_path/"b.json")])
+    assert r1.exit_code == 0 and r2.exit_code == 0, (r1.output, r2.output)
+    assert (tmp_path/"a.json").read_text() == (tmp_path/"b.json").read_text()
