@@ -418,19 +418,20 @@ def _quiet_bars(first:int, stop:int, st, bars, target, out, # as in `step_bars`
     curves = posa.shape[0] > 0
     pos, wallet, entry = st[S_POSITION], st[S_WALLET], st[S_ENTRY_PRICE]
     lp, sl, tp, paid = st[S_LIQ_PRICE], st[S_STOP_PRICE], st[S_TARGET_PRICE], st[S_FUNDING_PAID]
-    for i in range(first, stop):
-        if not np.isnan(target[i-1]): return i
+    one = np.uint64(1) # unsigned bar numbers: no negative-index wraparound on each of the loop's reads
+    for i in range(np.uint64(first), np.uint64(stop)):
+        if not np.isnan(target[i-one]): return np.int64(i)
         if pos > 0.0: # the open, then the bar's range (`_touched`); NaN levels compare False
-            if funding[i] != 0.0 or mo[i] <= lp or o[i] <= sl or o[i] >= tp or ml[i] <= lp or l[i] <= sl or h[i] >= tp: return i
+            if funding[i] != 0.0 or mo[i] <= lp or o[i] <= sl or o[i] >= tp or ml[i] <= lp or l[i] <= sl or h[i] >= tp: return np.int64(i)
         elif pos < 0.0:
-            if funding[i] != 0.0 or mo[i] >= lp or o[i] >= sl or o[i] <= tp or mh[i] >= lp or h[i] >= sl or l[i] <= tp: return i
+            if funding[i] != 0.0 or mo[i] >= lp or o[i] >= sl or o[i] <= tp or mh[i] >= lp or h[i] >= sl or l[i] <= tp: return np.int64(i)
         e = wallet + pos*(c[i] - entry) if pos != 0.0 else wallet
         eq[i] = e
         if curves:
             posa[i] = pos; lpa[i] = lp; funda[i] = paid
             leva[i] = pos*c[i]/e if e > 0 else np.nan
             dista[i] = np.nan if pos == 0.0 else ((mc[i] - lp)/mc[i] if pos > 0 else (lp - mc[i])/mc[i])
-            reta[i] = e/eq[i-1] - 1.0
+            reta[i] = e/eq[i-one] - 1.0
         if e <= 0.0: st[S_RUINED] = 1.0
     return stop
 
