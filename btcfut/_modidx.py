@@ -94,6 +94,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'btcfut.backtest_kernels._snap': ('backtest_kernels.html#_snap', 'btcfut/backtest_kernels.py'),
                                          'btcfut.backtest_kernels._target_fill': ( 'backtest_kernels.html#_target_fill',
                                                                                    'btcfut/backtest_kernels.py'),
+                                         'btcfut.backtest_kernels._tier': ('backtest_kernels.html#_tier', 'btcfut/backtest_kernels.py'),
                                          'btcfut.backtest_kernels._touched': ( 'backtest_kernels.html#_touched',
                                                                                'btcfut/backtest_kernels.py'),
                                          'btcfut.backtest_kernels.bracket_arrays': ( 'backtest_kernels.html#bracket_arrays',

@@ -144,9 +144,30 @@ def position_liq_price(qty:float, # signed position (BTC), + long / − short
                        margin:float, # isolated margin (the position's wallet balance)
                        br:np.ndarray, # `bracket_arrays()`
                       ) -> float:
-    "Isolated liquidation price of a signed position via `btcfut.risk.liquidation_price_nb`; NaN when flat."
+    "Isolated liquidation price of a signed position (`btcfut.risk.liquidation_price_nb`'s arithmetic); NaN when flat."
     if qty == 0.0: return np.nan
-    return liquidation_price_nb(1.0 if qty > 0 else -1.0, abs(qty), entry_price, margin, 0.0, 0.0, br[0], br[1], br[2], br[3])
+    side, q = (1.0 if qty > 0 else -1.0), abs(qty)
+    base = margin - 0.0 + 0.0 - side*q*entry_price # no other positions: 0 maintenance margin, 0 unrealized PnL
+    n_tiers = br.shape[1]
+    best, best_miss = np.nan, np.inf
+    for k in range(n_tiers): # the tier whose notional range holds the notional at its own liquidation price
+        lp = (base + br[3, k])/(q*(br[2, k] - side))
+        notional = q*lp
+        lo = -np.inf if k == 0 else br[0, k]
+        hi = np.inf if k == n_tiers - 1 else br[1, k]
+        miss = max(lo - notional, 0.0) + max(notional - hi, 0.0)
+        if miss < best_miss:
+            best, best_miss = lp, miss
+            if miss == 0.0: break
+    if side > 0 and best < 0: best = 0.0
+    return best
+
+@njit(**_NB)
+def _tier(notional:float, br:np.ndarray) -> int:
+    "`btcfut.risk.bracket_index` of `notional` on the kernels' bracket array."
+    for k in range(br.shape[1]):
+        if notional < br[1, k]: return k
+    return br.shape[1] - 1
 
 # %% ../nbs/05c_backtest_kernels.ipynb #466d0cc7
 @njit(**_NB)
@@ -205,7 +226,7 @@ def _fill(st, tr, p, br, err, bar, dq, price, slip, fee_rate, reason):
         st[S_N_CLIPPED] += 1
         if q <= 0.0 or q*px < p[P_MIN_NOTIONAL]: return 0 # not even one lot (min notional 0 included): no order
     notional = (abs(pos) + q)*px
-    k = bracket_index(notional, br[1])
+    k = _tier(notional, br)
     if p[P_LEVERAGE] > br[4, k]:
         err[0] = 1; err[1] = bar; err[2] = notional; err[3] = br[4, k]
         return 1
