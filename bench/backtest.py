@@ -17,7 +17,9 @@ that reads every per-bar array the engine reads and writes one output): the leas
 
 Sweep: `--sweep` SMA parameter sets (signals computed outside the timing): `BacktestEngine.run_many` on every core,
 the same with one thread, vectorbt's broadcast `from_signals` (one column per set, tz-naive) and the plain loop once
-per set.
+per set. The first three alternate in rounds (a change of load hits all of them; each figure is its best round); the
+ratios and run_many's speed-up over one thread are printed, with the CPU seconds of each (the work itself, whatever
+else runs on the machine).
 
 The machine may be shared: each figure is the best of `--repeat` runs, all in this one process, and the load average
 before and after is printed.
