@@ -392,7 +392,7 @@ def run(self:BacktestEngine,
     return self._result(prep, *self._run_arrays(prep, target, target_unit, orders, stop_loss, take_profit))
 
 # %% ../nbs/05_backtest.ipynb #7a3c51e0
-from .backtest_kernels import run_totals
+from .backtest_kernels import bar_blocks, run_totals
 
 def _target_columns(targets, bars:pd.DataFrame) -> tuple[list, list[np.ndarray]]:
     "Keys and float64 arrays of the targets of a sweep: a DataFrame (one column each, on bars.index), a mapping or a list."
@@ -422,6 +422,7 @@ def run_many(self:BacktestEngine,
     orders = _orders_arrays(None, prep.bars, self.params["qty_step"])
     max_abs = self.params["leverage"] + 1e-12 if target_unit == "equity_fraction" else math.inf # as `run` checks
     bars_, _, fine, _, slp, tpp, p, br = self._kernel_inputs(prep, arrays[0], target_unit, None, stop_loss, take_profit) # parameters and levels, once
+    blocks = bar_blocks(bars_) # each block's price extremes, for every target
     def chunk(ks:list[int]) -> list: # one thread's share, its equity buffer reused
         eq, done = np.empty(len(prep.bars)), []
         for k in ks: # a bad target or a leverage error gives None, raised below in key order
@@ -429,7 +430,7 @@ def run_many(self:BacktestEngine,
                 try: done.append((k, self._result(prep, *self._run_arrays(prep, arrays[k], target_unit, None, stop_loss, take_profit))))
                 except ValueError: done.append((k, None))
                 continue
-            tr, st, err, bad = run_totals(bars_, orders, fine, arrays[k], slp, tpp, p, br, eq, max_abs)
+            tr, st, err, bad = run_totals(bars_, orders, fine, arrays[k], slp, tpp, p, br, eq, max_abs, blocks)
             done.append((k, None if bad >= 0 or err[0] != 0 else _totals(self.params, eq, tr, st)))
         return done
     n = max(1, min(workers or os.cpu_count() or 1, len(keys)))
