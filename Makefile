@@ -36,8 +36,10 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The one-command tour: the rules swept per fold and the long forecaster trained per fold (small sizes from
+# research.demo), both beside buy-and-hold in reports/demo.html; prints the metrics and each stage's time.
 demo: venv
-	$(VENV)/bin/btcfut demo
+	$(VENV)/bin/btcfut demo --models
 
 # `make test TESTS=tests/test_x.py` runs a subset. Every run gets fresh, empty numba and IPython caches (removed
 # afterwards): numba keys a cached function by its own source only, so an unchanged caller's cached machine code keeps

@@ -140,13 +140,15 @@ def parse_time_range(start:str, end:str) -> tuple[pd.Timestamp, pd.Timestamp]:
 # %% ../nbs/10_cli.ipynb #48c9720d
 @app.command()
 def demo(ctx:typer.Context,
-         out:Path=typer.Option(Path("reports/demo.html"), help="where the HTML report goes")):
-    "Run the research pipeline on the bundled data: features → walk-forward → backtest → report + metrics table."
+         out:Path=typer.Option(Path("reports/demo.html"), help="where the HTML report goes"),
+         models:bool=typer.Option(False, "--models", help="also train the long forecaster per fold (research.demo sizes) and show it beside the rules"),
+         models_dir:Path=typer.Option(Path("reports/demo-models"), help="the model strategy's per-fold model cache")):
+    "Run the research pipeline on the bundled data: features → walk-forward → backtest → report + metrics table (+ stage times)."
     from btcfut.research import run_demo
     from btcfut.data.store import DataNotFoundError
     st = ctx.obj
     if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
-    try: run_demo(cfg=st.cfg, out=out, data_dir=st.data_root)
+    try: run_demo(cfg=st.cfg, out=out, data_dir=st.data_root, models=models, models_dir=models_dir)
     except DataNotFoundError as e: _fail(f"the store at {st.data_root} lacks data the demo needs: {e}")
 
 # %% ../nbs/10_cli.ipynb #1997b604
@@ -401,18 +403,11 @@ def _decision_line(d) -> str:
     side = {1: "long ", -1: "short", 0: "flat "}[d.signal]
     return f"{t}  {side}  target {d.target_qty:+.3f} BTC  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
 
-def replay_fake(start:pd.Timestamp, end:pd.Timestamp, # live bars [start, end), UTC
-                speed:float, # data seconds per wall second
-                cfg:Config, data_root=None, # the store (default: the bundled one)
-                warm:int=300): # bars before `start` served for the warm-up
-    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay."
-    from btcfut.data.store import load_sample
-    from btcfut.fakex import FakeExchange, MarketData
-    if start >= end: _fail(f"replay start {start} must be before end {end}")
-    s = load_sample("1m", start - pd.Timedelta(minutes=warm), end, root=data_root)
-    if len(s.bars.loc[start:]) == 0: _fail(f"no 1m bars in the store in [{start}, {end})")
-    # the request-weight window shrinks with the speed: the weight allowed per minute of *data* stays Binance's
-    return FakeExchange(MarketData(klines={"1m": s.bars}, funding=s.funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed))
+def replay_fake(start:pd.Timestamp, end:pd.Timestamp, speed:float, cfg:Config, data_root=None, warm:int=300):
+    "`btcfut.fakex.replay_fake`, its refusals as command-line errors."
+    from btcfut.fakex import replay_fake as _replay_fake
+    try: return _replay_fake(start, end, speed, cfg, data_root, warm)
+    except ValueError as e: _fail(str(e))
 
 @app.command()
 def paper(ctx:typer.Context,
@@ -481,7 +476,8 @@ def backtest_cmd(ctx:typer.Context,
                  json_file:Optional[Path]=typer.Option(None, "--json", help="write the metrics (all out of sample) as JSON here"),
                  models:Path=typer.Option(Path("models/backtest"), help="the model strategy's per-fold model cache"),
                  train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
-                 test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D")):
+                 test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D"),
+                 cluster:Optional[str]=typer.Option(None, help="train the model folds on Dask: a number of local workers or a scheduler address")):
     "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
     from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
     from btcfut.data.store import DataNotFoundError, atomic_write
@@ -489,7 +485,8 @@ def backtest_cmd(ctx:typer.Context,
     s, e = parse_time_range(start, end)
     st = ctx.obj
     if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
-    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True)
+    workers = int(cluster) if cluster and cluster.isdigit() else cluster
+    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True, cluster=workers)
     except DataNotFoundError as ex: _fail(f"the store at {st.data_root} lacks data the backtest needs: {ex}")
     print_metrics(res.metrics, title=f"{strategy}: out-of-sample metrics (walk-forward, {len(res.walk_forward.folds)} folds)")
     summary = backtest_summary(res, strategy, s, e)

@@ -381,7 +381,9 @@ class Config:
         if overrides: merged = _merge(merged, _unflatten(overrides))
         return cls(_validate(substitute_env(merged, env), _schema(base), ""))
 
+    def __reduce__(self): return (Config, (self._data,)) # pickles (a Dask worker gets the same tree)
     def __getattr__(self, key):
+        if key.startswith("__") or key == "_data": raise AttributeError(key) # protocol look-ups, an unpickled shell
         try: v = self._data[key]
         except KeyError: raise AttributeError(f"config has no key {key!r}") from None
         return Config(v) if isinstance(v, dict) else v

@@ -4,25 +4,28 @@
 
 # %% ../nbs/09_live.ipynb #1437ce99
 from __future__ import annotations
-import asyncio, json, math, random, signal, time
-from collections import Counter, deque
+import asyncio, gc, json, math, random, signal, sys, threading, time
+from collections import Counter, OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-import numpy as np, pandas as pd
+import aiohttp, numpy as np, pandas as pd
 from fastcore.basics import patch
 from .core import Config, get_logger, interval_ms, time_to_ms
 from .features import FeatureState
 from .sizing import PositionSizer, RiskManager
-from .execution.orders import OrderExecutor, OrderRefused, OrderRequest, OrderType, Side, client_order_id
+from .execution.orders import OrderExecutor, OrderRefused, OrderRequest, OrderState, OrderType, Side, client_order_id
 from .execution.journal import EventKind, Journal
+from .execution.paper import PaperExecutor
+from .execution.binance import TrafficStopped
 from .monitoring.breakers import Breakers, BreakerAction, BreakerKind
 from .monitoring.metrics import MetricsCollector
 from .monitoring.server import HealthState
 
 # %% auto #0
-__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'RULE_FEATURE', 'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays',
-           'fetch_bars', 'rule_signal', 'Decision', 'LiveLoop', 'bars_frame', 'paper_loop', 'session_summary',
-           'replay_session']
+__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'RULE_FEATURE', 'BAN_S', 'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus',
+           'BarBuilder', 'backoff_delays', 'fetch_bars', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
+           'bars_frame', 'paper_loop', 'session_summary', 'replay_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -126,12 +129,35 @@ def rule_signal(row:pd.Series) -> int: # +1 long, −1 short, 0 flat
 class Decision:
     "The loop's answer to one closed bar."
     open_ms:int # the bar's open time, ms
-    signal:int # +1 / −1 / 0
+    signal:int # +1 / −1 / 0: the side wanted (a model's confident call, held for its horizon)
     source:str # what answered: the chain's link (model | baseline | flat) or "rule" (no model given)
     target_qty:float # position wanted after risk, BTC (signed)
     order_qty:float = 0.0 # signed BTC sent to the executor (0: nothing sent)
     blocked:str = "" # why no order went out ("" if one did or none was needed)
     latency_ms:float = 0.0 # from the kline's arrival to the executor's answer
+    equity:float = math.nan # account equity at the bar's close, USDT
+    want_qty:float = 0.0 # the sizing rule's position for `signal`, before risk and breakers, BTC
+
+# %% ../nbs/09_live.ipynb #27933e3c
+class FillBook:
+    "A position from fills: each order's cumulative filled quantity, so a fill reported twice counts once."
+    def __init__(self, base:float=0.0, # the position before any order seen here, BTC (signed)
+                 keep:int=1000): # orders kept apart; older ones are folded into `base`
+        self.base, self.keep, self.orders, self.lock = float(base), keep, OrderedDict(), threading.Lock()
+    def __repr__(self): return f"FillBook({self.qty:+.6f} BTC, {len(self.orders)} orders)"
+    @property
+    def qty(self) -> float: return round(self.base + sum(self.orders.values()), 9)
+
+    def update(self, order_id:int, side:str, # BUY | SELL
+               cum_qty:float) -> bool: # the order's cumulative filled quantity, BTC
+        "Take an order's cumulative fill; False when it adds nothing new."
+        q = (1.0 if side == "BUY" else -1.0) * float(cum_qty)
+        with self.lock:
+            old = self.orders.get(order_id)
+            if old is not None and abs(q) <= abs(old): return False
+            self.orders[order_id] = q; self.orders.move_to_end(order_id)
+            while len(self.orders) > self.keep: self.base += self.orders.popitem(last=False)[1]
+            return True
 
 # %% ../nbs/09_live.ipynb #d6c336de
 class LiveLoop:
@@ -148,16 +174,35 @@ class LiveLoop:
         self.metrics = metrics or MetricsCollector.from_config(cfg)
         self.breakers = breakers or Breakers.from_config(cfg)
         self.health = health or HealthState(max_data_age_s=self.breakers.max_data_age_s, breakers=self.breakers)
-        self.health.reconciled = True # the loop starts from the executor's own position
         self.features, self.builder = FeatureState(cfg, interval), BarBuilder(interval)
         self.sizer, self.risk = PositionSizer(cfg), RiskManager(cfg)
         self.rows:deque = deque(maxlen=history_bars)
-        self.decisions:list[Decision] = []
-        self.mark = math.nan; self.funding_rate = 0.0
+        lv = cfg.live
+        self.decisions:deque[Decision] = deque(maxlen=int(lv.max_decisions))
+        self.stats = {"bars": 0, "orders": 0, "first_bar": None, "signals": Counter(), "sources": Counter()}
+        self.rollover_s, self.reconcile_every_s, self.keepalive_s = float(lv.rollover_s), float(lv.reconcile_every_s), float(lv.keepalive_s)
+        self.paper = isinstance(executor, PaperExecutor) # an in-process account: no blocking calls, nothing to reconcile
+        self.streams = {"agg_trades": bool(lv.agg_trades), "user": bool(lv.user_stream) and not self.paper}
+        self._pool = None if self.paper else ThreadPoolExecutor(1, thread_name_prefix="btcfut-exchange") # executor calls, in order
+        self.book:FillBook|None = None # the local position from fills (exchange only; set by the first reconciliation)
+        self.received, self.mark, self.funding_rate, self.last_trade = Counter(), math.nan, 0.0, (0, math.nan)
         self.strategy = cfg.get("execution.strategy", "btcfut")
+        self.hold_bars = self._hold_bars() if predictor is not None else 1
+        if getattr(predictor, "model", None) is not None: # one window per bar: more threads only contend (the process is the loop's)
+            import torch; torch.set_num_threads(int(lv.torch_threads))
+        self._held, self._reconciled_at, self._listen_key = None, -math.inf, None
         self.on_decision = None # called with each `Decision` (console output)
         if predictor is None: _log.warning("no short model given: the fallback rule decides", extra={"fields": {"rule": f"sign of {RULE_FEATURE}"}})
-    def __repr__(self): return f"LiveLoop({self.symbol} {self.interval}, {len(self.decisions)} decisions, {self.builder!r})"
+    def __repr__(self): return f"LiveLoop({self.symbol} {self.interval}, {self.stats['bars']} decisions, {self.builder!r})"
+
+# %% ../nbs/09_live.ipynb #d6a1cb8c
+@patch
+def _hold_bars(self:LiveLoop) -> int:
+    "Bars a confident call is held: the horizon of the predictor's model (or of `models.short` without one)."
+    m = getattr(self.predictor, "model", None)
+    if m is not None: return int(m.params.horizon)
+    from btcfut.models.short import ShortParams
+    return int(ShortParams.from_config(self.cfg).horizon)
 
 # %% ../nbs/09_live.ipynb #d9bcdd75
 _BAR_COLUMNS = list(BAR_FIELDS)
@@ -178,23 +223,32 @@ def warm_up(self:LiveLoop, history:pd.DataFrame) -> pd.DataFrame: # canonical ba
 # %% ../nbs/09_live.ipynb #b5736af1
 @patch
 def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
-    "The signal of the last row from the predictor's chain (metrics say which link answered and why others did not)."
+    "The side of the last row from the predictor's chain, a confident call held `hold_bars` (metrics say which link answered)."
     t0 = time.perf_counter()
     if self.predictor is None: # counted as the chain's last link answering for a missing model; logged once, at start
         self.metrics.record_prediction("short", time.perf_counter() - t0, "flat")
         self.metrics.fallbacks.labels("short", "flat", "missing").inc()
         return rule_signal(row), "rule"
-    frame = pd.DataFrame(list(self.rows))
-    p = self.predictor.predict(frame)
-    self.metrics.record_prediction("short", time.perf_counter() - t0, p.source, key=int(time_to_ms(row.name)), proba=p.proba[-1])
-    for link, why in p.fallbacks: self.metrics.record_fallback("short", p.source, why.split(":")[0])
-    return int(p.signal[-1]), str(p.source)
+    last = list(self.rows)[-int(self.predictor.lookback):] # the window only: a frame of a few rows is quick to build
+    frame = pd.DataFrame(np.vstack([r.to_numpy() for r in last]), index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
+    try: p = self.predictor.predict(frame)
+    except Exception as e: # a window the chain cannot read (warm-up NaN, missing columns): no call this bar
+        self.metrics.record_prediction("short", time.perf_counter() - t0, "flat"); self.metrics.record_fallback("short", "flat", "raised")
+        _log.warning("short signal fallback", extra={"fields": {"link": "chain", "why": "raised", "detail": f"{type(e).__name__}: {e}"[:300]}})
+        sig, source = 0, "flat"
+    else:
+        self.metrics.record_prediction("short", time.perf_counter() - t0, p.source, key=int(time_to_ms(row.name)), proba=p.proba[-1])
+        for link, why in p.fallbacks: self.metrics.record_fallback("short", p.source, why.split(":")[0])
+        sig, source = int(p.signal[-1]), str(p.source)
+    t = int(time_to_ms(row.name))
+    if sig != 0: self._held = (sig, t)
+    elif self._held is not None and t - self._held[1] < self.hold_bars * self.builder.interval_ms: sig = self._held[0]
+    return sig, source
 
 # %% ../nbs/09_live.ipynb #4975368e
 @patch
-def _target(self:LiveLoop, sig:int, price:float, equity:float, current:float, row:pd.Series) -> tuple[float, str]:
-    "Target position after sizing, risk and the breakers (freeze: no new exposure; flatten: close); why it was held back."
-    want = 0.0 if sig == 0 else float(self.sizer.fixed_fraction(equity, price, side=sig))
+def _target(self:LiveLoop, want:float, price:float, equity:float, current:float, row:pd.Series) -> tuple[float, str]:
+    "Target position after risk and the breakers (freeze: no new exposure; flatten: close); why it was held back."
     atr = float(row.get("atr_14", math.nan))
     d = self.risk.check(want, price, equity, current_qty=current, atr=atr if math.isfinite(atr) else None,
                         day_start_equity=self.breakers.day_start_equity if math.isfinite(self.breakers.day_start_equity) else None,
@@ -210,10 +264,20 @@ def _target(self:LiveLoop, sig:int, price:float, equity:float, current:float, ro
     return target, why
 
 # %% ../nbs/09_live.ipynb #c2f29339
+BAN_S = 120.0 # how long an IP ban is assumed to last when the 418 gives no Retry-After, s
+
 @patch
-def _send(self:LiveLoop, open_ms:int, qty:float) -> str: # the answer's state
-    "Send a market order for `qty` BTC (signed), journaled by the executor; the metrics count it."
-    current = self.executor.position(self.symbol)[0]
+def _failed(self:LiveLoop, what:str, e:BaseException, now:float):
+    "An exchange or network call failed: count it (error_rate), open ip_ban on a 418, log why."
+    net = isinstance(e, (aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError))
+    self.metrics.record_error("network" if net else "exchange"); self.breakers.record_error(now)
+    if isinstance(e, TrafficStopped): self.breakers.record_ban(e.retry_after_s or BAN_S, now)
+    self.metrics.record_breakers(self.breakers)
+    _log.error(f"{what} failed", extra={"fields": {"error": f"{type(e).__name__}: {e}"[:300]}})
+
+@patch
+def _send(self:LiveLoop, open_ms:int, qty:float, current:float) -> str: # the answer's state
+    "Send a market order for `qty` BTC (signed), journaled by the executor; the metrics and the fill book take its answer."
     reduces = current != 0 and np.sign(qty) != np.sign(current) and abs(qty) <= abs(current)
     r = OrderRequest(self.symbol, Side.BUY if qty > 0 else Side.SELL, OrderType.MARKET, round(abs(qty), 6), reduce_only=reduces,
                      client_id=client_order_id(self.strategy, open_ms, "target"))
@@ -223,10 +287,12 @@ def _send(self:LiveLoop, open_ms:int, qty:float) -> str: # the answer's state
         _log.warning("order refused", extra={"fields": {"client_id": r.client_id, "filter": e.filter, "error": str(e)}})
         return "REJECTED"
     except Exception as e:
-        self.metrics.record_order("MARKET", "REJECTED"); self.metrics.record_error("exchange"); self.breakers.record_error(time.time())
-        _log.error("order failed", extra={"fields": {"client_id": r.client_id, "error": f"{type(e).__name__}: {e}"}})
+        self.metrics.record_order("MARKET", "REJECTED"); self._failed(f"order {r.client_id}", e, time.time())
         return "REJECTED"
-    self.metrics.record_order("MARKET", str(rep.state)); self.breakers.record_success(time.time())
+    self.metrics.record_order("MARKET", str(rep.state))
+    if rep.state == OrderState.REJECTED: self._failed(f"order {r.client_id}", RuntimeError(f"exchange refused ({rep.code}): {rep.msg}"), time.time())
+    else: self.breakers.record_success(time.time())
+    if self.book is not None and rep.order_id is not None and rep.executed_qty: self.book.update(rep.order_id, r.side, rep.executed_qty)
     return str(rep.state)
 
 # %% ../nbs/09_live.ipynb #b78b54d4
@@ -236,24 +302,63 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
           ) -> Decision:
     "One decision: trade the bar on a paper account, features, signal, size, risk, order, journal, metrics."
     arrived, now, t = time.perf_counter() if arrived is None else arrived, time.time(), pd.Timestamp(bar["open_ms"], unit="ms", tz="UTC")
-    if hasattr(self.executor, "on_bar"): self.executor.on_bar(t, *(bar[c] for c in ("open", "high", "low", "close", "volume")))
+    if self.paper: self.executor.on_bar(t, *(bar[c] for c in ("open", "high", "low", "close", "volume")))
     row = self.features.update(pd.Series({c: bar[c] for c in _BAR_COLUMNS}, name=t)); self.rows.append(row)
     price = bar["close"]; mark = self.mark if math.isfinite(self.mark) else price
-    current, entry = self.executor.position(self.symbol)
-    equity = self.executor.balance() + current * (price - entry) # at the bar's close: the same with or without a missed mark update
     self.metrics.record_bar((bar["open_ms"] + self.builder.interval_ms) / 1e3, price, mark, now=now)
-    self.breakers.check_equity(equity, now); self.breakers.check_data(self.health.last_data_at or now, now)
     sig, source = self._signal(row)
-    target, why = self._target(sig, price, equity, current, row)
+    try:
+        current, entry = self.executor.position(self.symbol)
+        equity = self.executor.balance() + current * (price - entry) # at the bar's close: the same with or without a missed mark update
+    except Exception as e: # the account cannot be read (a ban, the network): nothing is sent
+        self._failed("account read", e, now)
+        return self._record(Decision(bar["open_ms"], sig, source, math.nan, blocked=f"account unavailable: {type(e).__name__}: {e}"[:300],
+                                     latency_ms=(time.perf_counter() - arrived) * 1e3), t, now, math.nan, mark)
+    if not self.paper:
+        self.breakers.record_success(now)
+        if self.book is not None: self.breakers.check_position(self.book.qty, current, now)
+    self.breakers.check_equity(equity, now); self.breakers.check_data(self.health.last_data_at or now, now)
+    want = 0.0 if sig == 0 else float(self.sizer.fixed_fraction(equity, price, side=sig))
+    target, why = self._target(want, price, equity, current, row)
     qty, state = round(target - current, 9), ""
-    if qty != 0: state = self._send(bar["open_ms"], qty)
-    d = Decision(bar["open_ms"], sig, source, target, qty if qty != 0 and state != "REJECTED" else 0.0, why, (time.perf_counter() - arrived) * 1e3)
-    self.journal.append(EventKind.DECISION, {"bar": str(t), "signal": sig, "source": source, "target_qty": target, "order_qty": d.order_qty,
-                                             "blocked": why}, symbol=self.symbol)
-    self.metrics.record_decision(sig, now); self.metrics.record_position(current, mark, equity, entry); self.metrics.record_breakers(self.breakers)
+    if qty != 0: state = self._send(bar["open_ms"], qty, current)
+    d = Decision(bar["open_ms"], sig, source, target, qty if qty != 0 and state != "REJECTED" else 0.0, why,
+                 (time.perf_counter() - arrived) * 1e3, equity, want)
+    self.metrics.record_position(current, mark, equity, entry)
+    self._record(d, t, now, current, mark)
+    if now - self._reconciled_at >= self.reconcile_every_s: self._reconcile(now) # after the order: it does not delay it
+    return d
+
+# %% ../nbs/09_live.ipynb #be547c73
+@patch
+def _record(self:LiveLoop, d:Decision, t:pd.Timestamp, now:float, current:float, mark:float) -> Decision:
+    "Journal, count and keep one decision."
+    self.journal.append(EventKind.DECISION, {"bar": str(t), "signal": d.signal, "source": d.source, "target_qty": d.target_qty,
+                                             "order_qty": d.order_qty, "blocked": d.blocked}, symbol=self.symbol)
+    self.metrics.record_decision(d.signal, now); self.metrics.record_breakers(self.breakers)
+    s = self.stats; s["bars"] += 1; s["orders"] += bool(d.order_qty); s["first_bar"] = s["first_bar"] or d.open_ms
+    s["signals"][{1: "long", -1: "short", 0: "flat"}[d.signal]] += 1; s["sources"][d.source] += 1
     self.decisions.append(d)
     if self.on_decision is not None: self.on_decision(d)
     return d
+
+# %% ../nbs/09_live.ipynb #6b9419da
+@patch
+def _reconcile(self:LiveLoop, now:float):
+    "Reconcile with the exchange; `/readyz`'s `reconciled` and the `position_mismatch` breaker follow the outcome."
+    self._reconciled_at = now
+    if self.paper: self.health.reconciled = True; return None
+    from btcfut.execution.reconcile import reconcile
+    try: res = reconcile(self.executor, self.symbol)
+    except Exception as e: self.health.reconciled = False; self._failed("reconciliation", e, now); return None
+    if self.book is None: self.book = FillBook(res.position_exchange) # the first one starts the local position
+    gap = abs(self.book.qty - res.position_exchange) > self.breakers.position_tolerance
+    why = "; ".join(res.unexplained + ([f"local position {self.book.qty:+.3f} BTC, exchange {res.position_exchange:+.3f} BTC"] if gap else []))
+    self.health.reconciled = not why
+    self.breakers[BreakerKind.POSITION_MISMATCH].check(not why, now, "reconciliation: " + why)
+    self.metrics.record_breakers(self.breakers)
+    if why: _log.error("reconciliation failed", extra={"fields": {"why": why[:500]}})
+    return res
 
 # %% ../nbs/09_live.ipynb #b7b889eb
 def paper_loop(start, # open time of the first live bar
@@ -267,45 +372,148 @@ def paper_loop(start, # open time of the first live bar
 
 # %% ../nbs/09_live.ipynb #cb9fb49d
 @patch
+async def _in_pool(self:LiveLoop, fn, *args):
+    "Run a blocking call (the executor's REST calls) on the loop's exchange thread; inline for a paper account."
+    if self._pool is None: return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+@patch
 async def _offer(self:LiveLoop, session, base_url:str, bar:dict, arrived:float):
     "Offer one closed bar: decide it when it is the next, fetch the missing ones first on a gap."
     if (span := self.builder.missing(bar["open_ms"])) is not None:
-        missed = await fetch_bars(session, base_url, self.symbol, self.interval, *span)
+        try: missed = await fetch_bars(session, base_url, self.symbol, self.interval, *span)
+        except (aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as e:
+            self._failed("backfill", e, time.time()); return # the next bar's gap includes this one
         _log.warning("backfilling missed bars", extra={"fields": {"bars": len(missed), "from_ms": span[0], "to_ms": span[1]}})
         self.metrics.record_reconnect("rest")
         for b in missed:
-            if self.builder.add(b) == BarStatus.NEW: self.on_bar(b, arrived)
-    if self.builder.add(bar) == BarStatus.NEW: self.on_bar(bar, arrived)
+            if self.builder.add(b) == BarStatus.NEW: await self._in_pool(self.on_bar, b, arrived)
+    if self.builder.add(bar) == BarStatus.NEW: await self._in_pool(self.on_bar, bar, arrived)
     if self._until is not None and (self.builder.last_open_ms or 0) >= self._until: self._stop.set()
+
+# %% ../nbs/09_live.ipynb #2b720679
+@patch
+async def _decider(self:LiveLoop, session, base_url:str):
+    "Decide queued bars one at a time until stopped (the bar being decided is finished first)."
+    while not self._stop.is_set():
+        item = await self._bars.get()
+        if item is None or self._stop.is_set(): return
+        try: await self._offer(session, base_url, *item)
+        except Exception as e: # a bug, not the exchange: stop, and `run` raises it
+            _log.error("decision failed: stopping", extra={"fields": {"error": f"{type(e).__name__}: {e}"[:300]}})
+            self._crash = e; self._stop.set(); return
 
 # %% ../nbs/09_live.ipynb #5beedb97
 @patch
 async def _watchdog(self:LiveLoop, check_s:float):
-    "Feed the stale-data breaker while the loop runs."
+    "Feed the stale-data breaker while the loop runs; keep the listen key alive."
     while True:
         now = time.time()
         self.breakers.check_data(self.health.last_data_at or self.health.started_at, now)
         self.metrics.record_breakers(self.breakers)
+        if self._listen_key is not None and time.monotonic() - self._keepalive_at >= self.keepalive_s:
+            self._keepalive_at = time.monotonic()
+            self._pool.submit(self.executor.client.futures_stream_keepalive, self._listen_key)
         await asyncio.sleep(check_s)
+
+# %% ../nbs/09_live.ipynb #a604e254
+@patch
+def _handle(self:LiveLoop, text:str) -> str: # the event type
+    "One websocket message: queue a closed bar, note a mark price or trade, hand a user-data event to the exchange thread."
+    arrived, m = time.perf_counter(), json.loads(text)
+    d = m.get("data", m) if isinstance(m, dict) else {}
+    e = d.get("e", "") if isinstance(d, dict) else ""
+    self.received[e if e in _EVENTS else "other"] += 1
+    if e in _MARKET: self.health.data_received()
+    if e == "kline" and (bar := parse_kline(d)) is not None: self._bars.put_nowait((bar, arrived))
+    elif e == "markPriceUpdate": self.mark, self.funding_rate = parse_mark(d)[1:]
+    elif e == "aggTrade": self.last_trade = (int(d["T"]), float(d["p"]))
+    elif e in _USER: self._pool.submit(self._on_user, d)
+    return e
+
+_MARKET = ("kline", "markPriceUpdate", "aggTrade")
+_USER = ("ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE")
+_EVENTS = (*_MARKET, *_USER, "listenKeyExpired")
+
+# %% ../nbs/09_live.ipynb #31a2cb46
+@patch
+def _on_user(self:LiveLoop, event:dict):
+    "A user-data event, on the exchange thread: journal fills and funding once, move the fill book."
+    try:
+        key = (event.get("e"), event.get("E"), json.dumps(event.get("o", event.get("a")), sort_keys=True)[:200])
+        if key in self._user_seen: return # the same event from both connections during a rollover
+        self._user_seen.append(key)
+        self._user.handle(event)
+        o = event.get("o", {})
+        if event.get("e") == "ORDER_TRADE_UPDATE" and o.get("x") == "TRADE" and self.book is not None:
+            if self.book.update(int(o["i"]), o["S"], float(o["z"])): self.metrics.record_fill(o["S"], float(o["n"]), float(o["rp"]))
+    except Exception as e: self._failed("user data event", e, time.time())
+
+# %% ../nbs/09_live.ipynb #28e5ca1f
+ROLLOVER_WAIT_S = 10.0 # longest wait for the new connection's first message before the old one is closed anyway, s
+
+@patch
+async def _rollover(self:LiveLoop, session, url:str, old):
+    "Make before break: read the old connection until the new one speaks, drain the old one, close it."
+    new = await session.ws_connect(url, heartbeat=None, autoping=True)
+    t_end, old_ok, first = time.monotonic() + ROLLOVER_WAIT_S, True, None
+    while first is None and time.monotonic() < t_end:
+        if old_ok:
+            try: m = await old.receive(timeout=0.005)
+            except asyncio.TimeoutError: pass
+            else:
+                if m.type == aiohttp.WSMsgType.TEXT: self._handle(m.data)
+                else: old_ok = False
+        try: m = await new.receive(timeout=0.005)
+        except asyncio.TimeoutError: continue
+        if m.type != aiohttp.WSMsgType.TEXT: await new.close(); raise ConnectionError("the new connection closed during the rollover")
+        first = m.data
+    t_end = time.monotonic() + 1.0 # what the old one still holds was sent before or with the new one's first message
+    while old_ok and time.monotonic() < t_end:
+        try: m = await old.receive(timeout=0.02)
+        except asyncio.TimeoutError: break
+        if m.type != aiohttp.WSMsgType.TEXT: break
+        self._handle(m.data)
+    await old.close()
+    if first is not None: self._handle(first) # after the old one's: bars stay in order
+    self.metrics.record_reconnect("rollover")
+    _log.info("websocket rolled over", extra={"fields": {"after_s": self.rollover_s, "new_spoke": first is not None}})
+    return new
 
 # %% ../nbs/09_live.ipynb #4fadf49f
 @patch
-async def _session(self:LiveLoop, session, url:str, base_url:str) -> int: # messages received
-    "One websocket connection: read until it drops or stays silent; backfill on (re)connect."
+async def _session(self:LiveLoop, session, url:str) -> int: # messages received
+    "One websocket connection, renewed before `rollover_s`: read until it drops, stays silent or the listen key expires."
     n, silent_s = 0, self.breakers.max_data_age_s
-    async with session.ws_connect(url, heartbeat=None, autoping=True) as ws:
-        last = time.monotonic()
+    ws = await session.ws_connect(url, heartbeat=None, autoping=True)
+    try:
+        opened = last = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() - opened >= self.rollover_s: ws, opened = await self._rollover(session, url, ws), time.monotonic()
             try: m = await ws.receive(timeout=self._check_s)
             except asyncio.TimeoutError:
                 if time.monotonic() - last <= silent_s: continue
                 _log.warning("websocket silent: reconnecting", extra={"fields": {"silent_s": silent_s}}); break
-            if m.type.name != "TEXT": break
-            arrived, n, last = time.perf_counter(), n + 1, time.monotonic()
-            self.health.data_received()
-            if (mk := parse_mark(m.data)) is not None: self.mark, self.funding_rate = mk[1], mk[2]; continue
-            if (bar := parse_kline(m.data)) is not None: await self._offer(session, base_url, bar, arrived)
+            if m.type != aiohttp.WSMsgType.TEXT: break
+            n, last = n + 1, time.monotonic()
+            if self._handle(m.data) == "listenKeyExpired": self._listen_key = None; break # a new key on reconnect
+    finally: await ws.close()
     return n
+
+# %% ../nbs/09_live.ipynb #3f0970f3
+@patch
+async def _stream_url(self:LiveLoop, ws_url:str) -> str:
+    "The combined-stream URL; against an exchange with `live.user_stream`, with the account's listen key (fetched once)."
+    sym = self.symbol.lower()
+    names = [f"{sym}@kline_{self.interval}", f"{sym}@markPrice@1s"] + ([f"{sym}@aggTrade"] if self.streams["agg_trades"] else [])
+    if self.streams["user"]:
+        if self._listen_key is None:
+            from btcfut.execution.userstream import UserStream
+            self._user, self._user_seen = UserStream(self.executor, ws_url, self.symbol), deque(maxlen=512)
+            self._listen_key = (await self._in_pool(self.executor.client.futures_stream_get_listen_key))
+            self._keepalive_at = time.monotonic()
+        names.append(self._listen_key)
+    return f"{ws_url}/stream?streams=" + "/".join(names)
 
 # %% ../nbs/09_live.ipynb #1e4149ab
 @patch
@@ -316,38 +524,42 @@ async def run(self:LiveLoop, ws_url:str, # e.g. ws://127.0.0.1:8765
               backoff=None, # reconnect delays (default `backoff_delays(seed=0)`)
               handle_signals:bool=False): # stop cleanly on SIGINT / SIGTERM
     "Run until stopped (`stop()`, a signal, or `until_ms`): streams → bars → decisions; reconnect and backfill."
-    import aiohttp
-    self._stop, delays = asyncio.Event(), backoff or backoff_delays(seed=0)
+    self._stop, self._bars, self._crash, delays = asyncio.Event(), asyncio.Queue(), None, backoff or backoff_delays(seed=0)
     loop = asyncio.get_running_loop()
     if handle_signals:
         for s in (signal.SIGINT, signal.SIGTERM): loop.add_signal_handler(s, self.stop)
-    sym = self.symbol.lower()
-    url = f"{ws_url}/stream?streams={sym}@kline_{self.interval}/{sym}@markPrice@1s"
     self._until, self._check_s = until_ms, check_s
+    switch = sys.getswitchinterval() # the reader, the exchange thread (and a fake in the same process) hand over the GIL
+    sys.setswitchinterval(min(switch, float(self.cfg.live.gil_switch_s))) # sooner: a REST answer waits less for it
+    await self._in_pool(self._reconcile, time.time()) # at start: the position the loop trades from
+    gc.collect(); gc.freeze() # what exists now (libraries, history, models) stays: full collections need not walk it
     dog = loop.create_task(self._watchdog(check_s))
     try:
         async with aiohttp.ClientSession() as session:
-            while not self._stop.is_set():
-                try: n = await self._session(session, url, base_url)
-                except (aiohttp.ClientError, ConnectionError, OSError) as e:
-                    n = 0; self.metrics.record_error("network")
-                    _log.warning("websocket failed", extra={"fields": {"error": f"{type(e).__name__}: {e}"}})
-                if self._stop.is_set(): break
-                if n: delays = backoff or backoff_delays(seed=0)
-                self.metrics.record_reconnect("kline")
-                try: await asyncio.wait_for(self._stop.wait(), next(delays))
-                except asyncio.TimeoutError: pass
+            decider = loop.create_task(self._decider(session, base_url))
+            try:
+                while not self._stop.is_set():
+                    try: n = await self._session(session, await self._stream_url(ws_url))
+                    except Exception as e:
+                        n = 0; self._failed("websocket", e, time.time())
+                    if self._stop.is_set(): break
+                    if n: delays = backoff or backoff_delays(seed=0)
+                    self.metrics.record_reconnect("kline")
+                    try: await asyncio.wait_for(self._stop.wait(), next(delays))
+                    except asyncio.TimeoutError: pass
+            finally: self._bars.put_nowait(None); await decider
     finally:
-        dog.cancel()
+        dog.cancel(); sys.setswitchinterval(switch); gc.unfreeze()
         if handle_signals:
             for s in (signal.SIGINT, signal.SIGTERM): loop.remove_signal_handler(s)
+    if self._crash is not None: raise self._crash
     return self.decisions
 
 # %% ../nbs/09_live.ipynb #e068a0d8
 @patch
 def stop(self:LiveLoop):
     "Ask the loop to stop after the bar it is deciding (a decision is never cut in half)."
-    _log.info("live loop stopping", extra={"fields": {"decisions": len(self.decisions)}})
+    _log.info("live loop stopping", extra={"fields": {"decisions": self.stats["bars"]}})
     self._stop.set()
 
 # %% ../nbs/09_live.ipynb #0848c1d8
@@ -365,15 +577,17 @@ def _session_executor(fx, cfg:Config, journal:Journal, start:pd.Timestamp, n:int
 # %% ../nbs/09_live.ipynb #f66bafb6
 def session_summary(lp:LiveLoop) -> dict:
     "What a session did: bars decided, orders, the position and wallet at the end, answers by source, latency, breakers."
-    ds, lat = lp.decisions, np.array([d.latency_ms for d in lp.decisions if d.order_qty]) 
+    s, ds = lp.stats, lp.decisions
+    lat = np.array([d.latency_ms for d in ds if d.order_qty]) # over the decisions kept in memory
     qty, _ = lp.executor.position(lp.symbol)
-    return {"bars": len(ds), "first_bar": str(pd.Timestamp(ds[0].open_ms, unit="ms", tz="UTC")) if ds else None,
+    return {"bars": s["bars"], "first_bar": str(pd.Timestamp(s["first_bar"], unit="ms", tz="UTC")) if ds else None,
             "last_bar": str(pd.Timestamp(ds[-1].open_ms, unit="ms", tz="UTC")) if ds else None,
-            "orders": int(sum(1 for d in ds if d.order_qty)), "signals": dict(Counter({1: "long", -1: "short", 0: "flat"}[d.signal] for d in ds)),
-            "sources": dict(Counter(d.source for d in ds)), "position_btc": qty, "wallet_usdt": round(lp.executor.balance(), 2),
+            "orders": s["orders"], "signals": dict(s["signals"]), "sources": dict(s["sources"]), "position_btc": qty,
+            "wallet_usdt": round(lp.executor.balance(), 2),
             "order_latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "order_latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-            "bars_seen": {str(k): v for k, v in lp.builder.counts.items()}, "breakers_open": lp.breakers.reasons()}
+            "bars_seen": {str(k): v for k, v in lp.builder.counts.items()}, "breakers_open": lp.breakers.reasons(),
+            "reconciled": lp.health.reconciled, "messages": dict(lp.received)}
 
 # %% ../nbs/09_live.ipynb #f878dc6a
 async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, end) and the warm-up before (not started)
@@ -410,8 +624,12 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
         lp.monitor = mon
         async def _go(): fx.start_replay(t0, speed)
+        task = asyncio.ensure_future(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(live.index[-1:])[0]), handle_signals=handle_signals))
+        for _ in range(1000): # the replay starts once the loop listens (a backlog at the start would only time the catch-up)
+            if fx._sockets or task.done(): break
+            await asyncio.sleep(0.01)
         fx.call(_go())
-        try: await lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(live.index[-1:])[0]), handle_signals=handle_signals)
+        try: await task
         finally:
             if mon is not None: await mon.stop()
             lp.summary = session_summary(lp) # while the exchange still answers

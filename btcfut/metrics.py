@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Sequence
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from scipy.stats import norm
 from .core import Config, get_logger, infer_interval, interval_ms
 
 # %% auto #0
@@ -17,7 +16,7 @@ __all__ = ['EULER_GAMMA', 'periods_per_year', 'sharpe_ratio', 'sortino_ratio', '
            'max_drawdown', 'drawdown_duration', 'calmar_ratio', 'expected_max_sharpe', 'psr_from_moments',
            'probabilistic_sharpe_ratio', 'deflated_sharpe_ratio', 'win_rate', 'profit_factor', 'expectancy',
            'MetricsCalculator', 'format_metric', 'metrics_table', 'print_metrics', 'fold_metrics', 'daily_returns',
-           'write_report']
+           'fold_figure', 'forecast_fan_figure', 'calibration_figures', 'write_report']
 
 # %% ../nbs/06_metrics.ipynb #941df0c9
 _log = get_logger(__name__)
@@ -110,6 +109,7 @@ def expected_max_sharpe(n_trials:int, # number of independent configurations tri
     "Expected maximum per-bar Sharpe ratio of `n_trials` unskilled trials (0 for a single trial)."
     if n_trials < 1: raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if n_trials == 1: return 0.0
+    from scipy.stats import norm # imported here: scipy.stats costs most of a second, and `btcfut backtest` answers bad input without it
     z = (1 - EULER_GAMMA) * norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * norm.ppf(1 - 1 / (n_trials * math.e))
     return float(math.sqrt(sr_var) * z)
 
@@ -123,6 +123,7 @@ def psr_from_moments(sr:float, # per-bar Sharpe ratio
     "Probabilistic Sharpe ratio from the estimate's moments."
     den = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
     if n_obs < 2 or not den > 0: return float("nan")
+    from scipy.stats import norm
     return float(norm.cdf((sr - sr_benchmark) * math.sqrt(n_obs - 1) / math.sqrt(den)))
 
 # %% ../nbs/06_metrics.ipynb #e9beeb69
@@ -363,12 +364,12 @@ def _book_figures(result, max_points:int) -> list:
     return figs
 
 # %% ../nbs/06_metrics.ipynb #74e6d51c
-def _fold_figure(walk_forward) -> list:
+def fold_figure(walk_forward, title:str="Walk-forward folds: out-of-sample return and Sharpe") -> list:
     "Each walk-forward fold's out-of-sample return (and buy-and-hold's) with its Sharpe ratio."
     from plotly.subplots import make_subplots
     fs = _fold_chart_table(walk_forward)
     if fs is None: return []
-    f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title="Walk-forward folds: out-of-sample return and Sharpe", **_LAYOUT)
+    f = make_subplots(specs=[[{"secondary_y": True}]]); f.update_layout(title=title, **_LAYOUT)
     x = fs.test_start  # bars at each test window's start; hover shows the fold and its fitted model
     hover = [f"fold {k}: {mo}" for k, mo in zip(fs.index, fs.model)]
     f.add_bar(x=x, y=fs.total_return, name="fold return", hovertext=hover)
@@ -379,7 +380,52 @@ def _fold_figure(walk_forward) -> list:
 
 def _figures(result, baseline, walk_forward, max_points:int, others:dict|None=None) -> list:
     "The report's plotly figures."
-    return _equity_figures(result, baseline, max_points, others) + _book_figures(result, max_points) + _fold_figure(walk_forward)
+    return _equity_figures(result, baseline, max_points, others) + _book_figures(result, max_points) + fold_figure(walk_forward)
+
+# %% ../nbs/06_metrics.ipynb #a1727ab1
+def _nearest(levels:np.ndarray, level:float) -> int: return int(np.argmin(np.abs(np.asarray(levels) - level)))
+
+def forecast_fan_figure(close:pd.Series, # closes (the price the forecasts are drawn over)
+                        index:pd.DatetimeIndex, # decision bars
+                        quantiles:np.ndarray, # (n, k) quantiles of the log return from each decision bar's close over `horizon`
+                        levels:np.ndarray, # (k,) their levels
+                        horizon:pd.Timedelta, # how far ahead the forecasts look
+                        max_points:int=5000) -> list:
+    "Fan chart: each forecast's 10–90% and 25–75% bands (the nearest levels of its grid) and median as prices at the time they are about."
+    import plotly.graph_objects as go
+    if len(index) == 0: return []
+    px = close.reindex(index).to_numpy(float)[:, None] * np.exp(np.asarray(quantiles, float))
+    x = index + horizon
+    f = go.Figure(layout=dict(title=f"Forecast fan: the long model's quantiles as prices {horizon / pd.Timedelta(days=1):g} days ahead (USDT)", **_LAYOUT))
+    for lo, alpha in ((0.1, 0.18), (0.25, 0.3)):
+        a = _nearest(levels, lo); b = _nearest(levels, 1 - levels[a]) # symmetric bands on any grid
+        f.add_scatter(x=x, y=px[:, a], mode="lines", line=dict(width=0), showlegend=False, name=f"q{levels[a]:.0%}")
+        f.add_scatter(x=x, y=px[:, b], mode="lines", line=dict(width=0), fill="tonexty", fillcolor=f"rgba(31,119,180,{alpha})",
+                      name=f"{levels[a]:.0%}–{levels[b]:.0%} band")
+    f.add_scatter(x=x, y=px[:, _nearest(levels, 0.5)], mode="lines", line=dict(dash="dot"), name="median forecast")
+    s = _thin(close.loc[index[0]:x[-1]], max_points); f.add_scatter(x=s.index, y=s.values, name="close", line=dict(color="black", width=1))
+    return [f]
+
+# %% ../nbs/06_metrics.ipynb #6e31eeb1
+def calibration_figures(y:np.ndarray, # (n,) realized labels (log returns over the horizon)
+                        quantiles:np.ndarray, # (n, k) their forecast quantiles
+                        levels:np.ndarray, # (k,) levels
+                        bins:int=10) -> list:
+    "PIT histogram and quantile coverage of a quantile forecast against its realized labels."
+    import plotly.graph_objects as go
+    from btcfut.models.evaluate import pit
+    y, q = np.asarray(y, float), np.asarray(quantiles, float)
+    if len(y) == 0: return []
+    share = np.histogram(pit(y, q, np.asarray(levels, float)), bins=bins, range=(0, 1))[0] / len(y)
+    h = go.Figure(layout=dict(title=f"Calibration: PIT histogram ({len(y):,} forecasts; flat at {1 / bins:.0%} when calibrated)", **_LAYOUT))
+    h.add_bar(x=(np.arange(bins) + 0.5) / bins, y=share, name="share of forecasts", width=0.9 / bins)
+    h.add_scatter(x=[0, 1], y=[1 / bins] * 2, mode="lines", line=dict(dash="dash", color="gray"), name="calibrated")
+    h.update_yaxes(tickformat=".0%"); h.update_xaxes(title="forecast CDF at the realized return", range=[0, 1])
+    c = go.Figure(layout=dict(title="Calibration: share of realized returns below each forecast quantile", **_LAYOUT))
+    c.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="gray"), name="calibrated")
+    c.add_scatter(x=levels, y=(y[:, None] <= q).mean(axis=0), mode="lines+markers", name="observed")
+    c.update_xaxes(title="quantile level", tickformat=".0%"); c.update_yaxes(title="observed share", tickformat=".0%")
+    return [h, c]
 
 # %% ../nbs/06_metrics.ipynb #1195bb5e
 _REPORT_CSS = '''<style>
@@ -425,6 +471,7 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
                  max_points:int=5000, # per chart trace
                  others:dict|None=None, # more results by name (e.g. the same targets without risk halts), drawn dotted on equity and drawdown
                  tables:dict|None=None, # more tables by heading (e.g. per-fold model scores), shown after the charts
+                 figures:list|None=None, # more plotly figures (e.g. a forecast fan chart, calibration), drawn after the standard charts
                 ) -> Path:
     "Write one self-contained HTML report: quantstats tearsheet plus plotly charts."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -433,9 +480,11 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
              f"<h1>{_html.escape(title)}</h1>",
              f"<h4>{_html.escape(_span_text(result))} &bull; metrics on every bar, 365-day years; "
              "the quantstats tearsheet below uses daily returns</h4><hr>"]
-    figures = _figures(result, baseline, walk_forward, max_points, others)
-    for f, h, y in zip(figures[:2], (420, 300), (0.99, 0.01)):  # beside the metrics table
-        f.update_layout(width=790, height=h, legend=dict(x=0.01, y=y, yanchor="top" if y > 0.5 else "bottom", bgcolor="rgba(255,255,255,0.7)"))
+    figures = _figures(result, baseline, walk_forward, max_points, others) + list(figures or [])
+    wide = metrics is not None and metrics.shape[1] > 3 # a table of more than three runs goes below the charts, not beside
+    for f, h, y in zip(figures[:2], (420, 300), (0.99, 0.01)):
+        f.update_layout(width=1180 if wide else 790, height=h,
+                        legend=dict(x=0.01, y=y, yanchor="top" if y > 0.5 else "bottom", bgcolor="rgba(255,255,255,0.7)"))
     figs = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
             for i, fig in enumerate(figures)]
     table = ""
@@ -443,9 +492,10 @@ def write_report(result:Any, # backtest result: .equity, .returns, optionally .p
         tab = metrics.copy().astype(object)
         for k in tab.index: tab.loc[k] = [format_metric(k, v) for v in tab.loc[k]]
         table = "<h3>Metrics</h3>" + tab.to_html(classes="btcfut-metrics", border=0)
-    parts.append(_REPORT_CSS + '<div style="display:flex;gap:20px;align-items:flex-start">'
-                 f'<div style="flex:0 0 790px">{figs[0]}{figs[1]}</div>'
-                 f'<div style="flex:0 0 380px">{table}</div></div>')
+    if wide: parts.append(_REPORT_CSS + figs[0] + figs[1] + table)
+    else: parts.append(_REPORT_CSS + '<div style="display:flex;gap:20px;align-items:flex-start">'
+                       f'<div style="flex:0 0 790px">{figs[0]}{figs[1]}</div>'
+                       f'<div style="flex:0 0 380px">{table}</div></div>')
     parts.extend(figs[2:])
     for name, df in (tables or {}).items():
         parts.append(f"<h3>{_html.escape(str(name))}</h3>" + df.to_html(classes="btcfut-metrics", border=0, float_format=lambda v: f"{v:.4g}"))

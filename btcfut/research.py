@@ -5,7 +5,7 @@
 # %% ../nbs/06a_research.ipynb #08a9ffb0
 from __future__ import annotations
 import math, re, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 import numpy as np, pandas as pd
@@ -13,14 +13,16 @@ from numba import njit
 from .core import Config, get_logger, interval_ms
 from .walkforward import walk_forward_folds, run_walk_forward, sweep, param_grid, WalkForwardResult
 from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metrics, write_report, periods_per_year,
-                            sharpe_ratio)
+                            sharpe_ratio, daily_returns, fold_figure, forecast_fan_figure, calibration_figures)
 
 # %% auto #0
-__all__ = ['FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage', 'RiskLog',
-           'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
-           'buy_and_hold_target', 'ResearchResult', 'run_research', 'report_tables', 'ModelSettings', 'run_demo',
-           'feature_columns', 'fold_key', 'check_cache_dir', 'forecast_scores', 'run_model_research',
-           'backtest_summary', 'run_backtest']
+__all__ = ['RISK_TARGET_VOLS', 'MAX_BREACH_SHARE', 'DRAWDOWN_QUANTILE', 'DRAWDOWN_DAYS', 'BOOT_PATHS', 'BOOT_BLOCK_DAYS',
+           'FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage',
+           'RiskLog', 'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
+           'no_edge_drawdown', 'choose_risk_limits', 'buy_and_hold_target', 'ResearchResult', 'run_research',
+           'report_tables', 'ModelSettings', 'run_demo', 'feature_columns', 'fold_key', 'check_cache_dir',
+           'stitch_forecasts', 'forecast_scores', 'run_model_research', 'model_figures', 'backtest_summary',
+           'run_backtest']
 
 # %% ../nbs/06a_research.ipynb #b7f30c19
 _log = get_logger(__name__)
@@ -88,6 +90,7 @@ def vol_target_leverage(frame:pd.DataFrame, # needs `close` and `hv_<vol_window>
                         bars_per_year:float, # annualization of σ
                         equity:float, # nominal equity for step/min-notional rounding
                         max_leverage:float, # cap on |target|
+                        target_vol:float|None=None, # annualized volatility target (None: the sizer's `risk.target_vol`)
                        ) -> pd.Series:
     "Unsigned target leverage per bar from the volatility target (0 while σ is unknown)."
     sigma = frame[f"hv_{vol_window}"] if f"hv_{vol_window}" in frame else \
@@ -96,7 +99,8 @@ def vol_target_leverage(frame:pd.DataFrame, # needs `close` and `hv_<vol_window>
     px = frame["close"].to_numpy(dtype="float64")
     lev = np.zeros(len(frame))
     if ok.any():
-        q = np.asarray(sizer.volatility_target(equity, px[ok], sigma.to_numpy()[ok], side=1, periods_per_year=bars_per_year))
+        q = np.asarray(sizer.volatility_target(equity, px[ok], sigma.to_numpy()[ok], side=1,
+                                             target_vol=target_vol, periods_per_year=bars_per_year))
         lev[ok] = np.minimum(q * px[ok] / equity, max_leverage)
     return pd.Series(lev, index=frame.index, name="leverage")
 
@@ -154,7 +158,8 @@ def strategy_target(frame:pd.DataFrame, params:dict, sizer, settings:"ResearchSe
                    ) -> pd.Series:
     "Target leverage per bar (fraction of equity) for one parameter set: direction × vol-target size, banded, risk-checked."
     d = trend_direction(frame, params["fast"], params["slow"], params["momentum"], settings.allow_short)
-    lev = vol_target_leverage(frame, sizer, settings.vol_window, settings.bars_per_year, settings.equity, settings.max_leverage)
+    lev = vol_target_leverage(frame, sizer, settings.vol_window, settings.bars_per_year, settings.equity, settings.max_leverage,
+                              settings.target_vol)
     tgt = rebalance_band(d * lev, settings.rebalance_band)
     if risk is None: return tgt
     checked = apply_risk(tgt.iloc[risk_from:], frame.iloc[risk_from:], risk, settings.equity, log)
@@ -177,7 +182,10 @@ class ResearchSettings:
     train:str; test:str; purge:str; embargo:str; expanding:bool
     grid:dict; allow_short:bool; vol_window:int; max_leverage:float; rebalance_band:float
     margin_leverage:float; rule_variants_tried:int; equity:float; bars_per_year:float; report_max_points:int
-    risk_limits:bool=True # the traded run enforces risk.max_daily_loss and risk.max_drawdown
+    risk_limits:bool=True # the traded run enforces risk.max_daily_loss and the drawdown halt
+    target_vol:float|None=None # annualized volatility target of the rules' size (None: risk.target_vol)
+    drawdown_halt:float=0.0 # fraction below the equity peak that halts the traded run (0: no drawdown halt)
+    drawdown_cooldown_hours:float=0.0 # hours a drawdown halt lasts (0: the rest of the run)
 
     @classmethod
     def from_config(cls, cfg:Config) -> "ResearchSettings":
@@ -186,16 +194,25 @@ class ResearchSettings:
         return cls(r.interval, r.start or None, r.end or None, r.train, r.test, r.purge, r.embargo, r.expanding, grid,
                    r.allow_short, r.vol_window, float(r.max_leverage), float(r.rebalance_band),
                    float(r.margin_leverage), int(r.rule_variants_tried), float(cfg.backtest.initial_equity), periods_per_year(r.interval),
-                   int(r.report_max_points), bool(r.risk_limits))
+                   int(r.report_max_points), bool(r.risk_limits), float(r.target_vol), float(r.drawdown_halt),
+                   float(r.drawdown_cooldown_hours))
 
     def __post_init__(self):
         if self.max_leverage > self.margin_leverage:
             raise ValueError(f"research.max_leverage {self.max_leverage:g} is above research.margin_leverage "
                              f"{self.margin_leverage:g}: the backtest cannot hold a target above its leverage setting")
+        if not 0 <= self.drawdown_halt < 1: raise ValueError(f"research.drawdown_halt must be in [0, 1), got {self.drawdown_halt}")
+        if self.drawdown_cooldown_hours < 0:
+            raise ValueError(f"research.drawdown_cooldown_hours must be >= 0 (0: the rest of the run), got {self.drawdown_cooldown_hours}")
 
     def configs(self) -> list[dict]:
         "The parameter grid, keeping only fast < slow."
         return [p for p in param_grid(self.grid) if p["fast"] < p["slow"]]
+
+    def engine_limits(self, traded:bool=True) -> dict:
+        "`BacktestEngine` overrides: the halts of the traded run, or none (sweeps, buy-and-hold, the no-halts column)."
+        if not (traded and self.risk_limits): return dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
+        return dict(risk_limits=True, drawdown_halt=self.drawdown_halt, drawdown_cooldown_hours=self.drawdown_cooldown_hours or None)
 
 # %% ../nbs/06a_research.ipynb #4298c8b0
 def research_frame(sample, # btcfut.data.store.Sample (bars, mark, funding)
@@ -222,6 +239,49 @@ def research_frame(sample, # btcfut.data.store.Sample (bars, mark, funding)
 def _bars(frame:pd.DataFrame) -> pd.DataFrame: return frame[["open", "high", "low", "close", "volume"]]
 def _mark(frame:pd.DataFrame) -> pd.DataFrame:
     return frame[["mark_open", "mark_high", "mark_low", "mark_close"]].rename(columns=lambda c: c[5:])
+
+# %% ../nbs/06a_research.ipynb #3a35d959
+RISK_TARGET_VOLS = (0.2, 0.3, 0.4, 0.5) # annualized volatility targets tried
+MAX_BREACH_SHARE = 0.01 # share of training days allowed to lose more than the daily-loss limit
+DRAWDOWN_QUANTILE, DRAWDOWN_DAYS = 0.95, 90 # no-edge drawdown quantile and its horizon (days)
+BOOT_PATHS, BOOT_BLOCK_DAYS = 2000, 5
+
+def no_edge_drawdown(daily:np.ndarray, # daily simple returns
+                     days:int=DRAWDOWN_DAYS, # path length, days
+                     q:float=DRAWDOWN_QUANTILE, # quantile of the maximum drawdown
+                     n_paths:int=BOOT_PATHS, block:int=BOOT_BLOCK_DAYS, seed:int=0,
+                    ) -> float: # fraction below the peak
+    "The `q` quantile of the `days`-day maximum drawdown of paths block-bootstrapped from `daily` with its mean removed."
+    x = np.asarray(daily, float); x = x[np.isfinite(x)] - np.nanmean(x)
+    if len(x) < 2 * block: raise ValueError(f"need at least {2 * block} daily returns, got {len(x)}")
+    starts = np.random.default_rng(seed).integers(0, len(x) - block + 1, size=(n_paths, -(-days // block)))
+    eq = np.cumprod(1 + x[(starts[:, :, None] + np.arange(block)).reshape(n_paths, -1)[:, :days]], axis=1)
+    return float(np.quantile(1 - (eq / np.maximum.accumulate(np.maximum(eq, 1.0), axis=1)).min(axis=1), q))
+
+# %% ../nbs/06a_research.ipynb #5f9e51d5
+def choose_risk_limits(frame:pd.DataFrame, # research frame from the start of the data
+                       funding:pd.DataFrame, cfg:Config, st:"ResearchSettings",
+                      ) -> tuple[dict, pd.DataFrame]: # the limits; one row per volatility target tried
+    "Volatility target, drawdown halt and cool-down from the first walk-forward training window only."
+    from btcfut.backtest import BacktestEngine
+    from btcfut.sizing import PositionSizer
+    f0 = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)[0]
+    train, sizer = frame.iloc[f0.train_start:f0.train_stop], PositionSizer(cfg)
+    engine, limit = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False)), float(cfg.risk.max_daily_loss)
+    rows = []
+    for tv in RISK_TARGET_VOLS:
+        s = replace(st, target_vol=tv)
+        runs = [engine.run(_bars(train), decisions_only(strategy_target(train, p, sizer, s)), mark=_mark(train), funding=funding)
+                for p in st.configs()]
+        d = np.concatenate([daily_returns(r.equity, st.equity).to_numpy() for r in runs])
+        rows.append(dict(target_vol=tv, breach_share=float((d < -limit).mean()), worst_day=float(d.min()),
+                         realized_vol=float(d.std() * math.sqrt(365)), no_edge_drawdown=no_edge_drawdown(d)))
+    table = pd.DataFrame(rows).set_index("target_vol")
+    ok = table.index[table.breach_share <= MAX_BREACH_SHARE]
+    tv = float(ok.max()) if len(ok) else float(table.index.min())
+    hours = (frame.index[f0.test_stop - 1] - frame.index[f0.test_start]) / pd.Timedelta(hours=1) + 1
+    return dict(target_vol=tv, drawdown_halt=round(float(table.loc[tv, "no_edge_drawdown"]), 2),
+                drawdown_cooldown_hours=float(round(hours))), table
 
 # %% ../nbs/06a_research.ipynb #331afdf2
 def buy_and_hold_target(index:pd.DatetimeIndex, # the backtest span (from the first test bar)
@@ -250,6 +310,8 @@ class ResearchResult:
     timings:dict=field(default_factory=dict)
     forecast_scores:pd.DataFrame|None=None # model strategy: the forecaster's out-of-sample scores per fold (pinball, CRPS, coverage)
     models:Any=None # `run_demo(models=True)`: the model strategy's ResearchResult
+    forecasts:list|None=None # model strategy: (fold, QuantileForecast) per test window, in time order
+    forecast_horizon:int|None=None # model strategy: bars its forecasts look ahead
     def __repr__(self):
         m = self.metrics
         return (f"ResearchResult({len(self.walk_forward.folds)} folds, {self.walk_forward.n_trials} configurations × "
@@ -301,9 +363,8 @@ def run_research(sample, # btcfut.data.store.Sample
     timings, t0 = {}, time.perf_counter()
     frame = research_frame(sample, cfg, st)
     timings["features_s"] = time.perf_counter() - t0
-    off = dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
-    engine = BacktestEngine(cfg, leverage=st.margin_leverage, **off) # sweep and buy-and-hold: no halts
-    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **(dict(risk_limits=True) if st.risk_limits else off))
+    engine = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False)) # sweep and buy-and-hold: no halts
+    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits())
     funding, rlog = sample.funding, RiskLog()
     retrain, signal = _fold_hooks(engine, PositionSizer(cfg), RiskManager(cfg), st, funding, rlog)
     run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
@@ -329,7 +390,7 @@ def report_tables(res:ResearchResult) -> dict:
 # %% ../nbs/06a_research.ipynb #ca3d5483
 @dataclass
 class ModelSettings:
-    "The model strategy's walk-forward settings (small CPU configurations by default)."
+    "The model strategy's walk-forward settings (`research.models`; small CPU configurations)."
     train:str="365D" # training window (longer than the model's lookback + 2 × horizon)
     test:str="180D" # test window (few folds: each one trains a network)
     purge:str="24h" # gap between training and test (a fold's labels end inside its training rows)
@@ -339,9 +400,13 @@ class ModelSettings:
     n_trials:int=1 # model configurations compared on this data before (deflated Sharpe)
 
     @classmethod
-    def from_config(cls, cfg:Config, **overrides) -> "ModelSettings":
-        "Defaults, then `research.models` of `cfg` when present, then `overrides`."
+    def from_config(cls, cfg:Config,
+                    demo:bool=False, # also apply `research.demo` (the smaller forecasters of `btcfut demo --models`)
+                    **overrides) -> "ModelSettings":
+        "`research.models` of `cfg` (and `research.demo.long` for the demo), then `overrides`."
         d = (cfg.get("research.models") or Config({})).to_dict()
+        if demo: d["long"] = {**d.get("long", {}), **(cfg.get("research.demo.long") or Config({})).to_dict()}
+        if d.get("first_test") == "": d["first_test"] = None
         d.update(overrides)
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown: raise ValueError(f"unknown research.models settings: {sorted(unknown)}")
@@ -353,14 +418,33 @@ class ModelSettings:
         return LongConfig.from_config(cfg, **self.long)
 
 # %% ../nbs/06a_research.ipynb #2436e12c
+def _count_every_trial(res:ResearchResult, mres:ResearchResult, cfg:Config) -> pd.DataFrame:
+    "The demo's metrics with every DSR counting every trial of both strategies (the rules' sweep × variants + the models')."
+    st = res.settings
+    n = res.walk_forward.n_trials * st.rule_variants_tried + mres.settings.rule_variants_tried
+    sr_var = res.walk_forward.trial_score_var() / st.bars_per_year # the only dispersion of trial Sharpe ratios measured
+    mc = MetricsCalculator(cfg, interval=st.interval)
+    runs = {"strategy": res.result, "strategy, no halts": res.unmanaged, "models": mres.result, "models, no halts": mres.unmanaged}
+    cols = [mc.compute(r, n_trials=n, sr_var=sr_var, name=k) for k, r in runs.items() if r is not None]
+    return metrics_table(*cols, res.metrics["buy and hold"])
+
+def _stage_line(t:dict) -> str:
+    "One line of the demo's stage times."
+    parts = [f"load {t['load_s']:.1f}s", f"rules {t['rules_s']:.1f}s (features {t['features_s']:.1f}s, walk-forward {t['walk_forward_s']:.1f}s)"]
+    if "models_s" in t:
+        m = t["models"]
+        parts.append(f"models {t['models_s']:.1f}s (walk-forward {m['walk_forward_s']:.1f}s; "
+                     f"{m.get('trained', 0)} folds trained, {m.get('cached', 0)} read from the cache)")
+    return "stage times: " + ", ".join(parts + [f"report {t['report_s']:.1f}s", f"total {t['wall_s']:.1f}s"])
+
 def run_demo(cfg:Config|None=None, # default: Config.load()
              out:str|Path="reports/demo.html", # report path
              data_dir:str|Path|None=None, # store root (default: the bundled data)
              progress:bool=True, # tqdm over folds
-             console:bool=True, # print the metrics table with rich
+             console:bool=True, # print the metrics table and the stage times with rich
              models:bool=False, # also run the model strategy (`run_model_research`) and show it beside the rules
              models_dir:str|Path|None="models/backtest", # its per-fold model cache
-             ms:ModelSettings|None=None, # its settings (default: `ModelSettings.from_config(cfg)`)
+             ms:ModelSettings|None=None, # its settings (default: `ModelSettings.from_config(cfg, demo=True)`)
             ) -> ResearchResult:
     "Bundled data → features → walk-forward sweep → sizing → risk → backtest → metrics → HTML report."
     from btcfut.data.store import load_sample
@@ -370,37 +454,43 @@ def run_demo(cfg:Config|None=None, # default: Config.load()
     sample = load_sample(st.interval, start=st.start, end=st.end, root=data_dir)
     load_s = time.perf_counter() - t0
     res = run_research(sample, cfg, progress=progress)
-    t1 = time.perf_counter()
+    rules_s = time.perf_counter() - t0 - load_s
     wf = res.walk_forward
     title = (f"btcfut demo: EMA trend + momentum, vol-targeted, walk-forward {st.train} train / {st.test} test, "
              f"{len(wf.folds)} folds, a sweep of {wf.n_trials} configurations per fold")
     others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else {}
-    metrics, tables = res.metrics, report_tables(res)
+    tables, figures = report_tables(res), []
     if models:
         t2 = time.perf_counter()
-        mres = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress)
-        res.timings["models_s"] = time.perf_counter() - t2
-        mcols = {"strategy": "models", "strategy, no halts": "models, no halts"}
-        metrics = pd.concat([metrics, mres.metrics[[c for c in mcols if c in mres.metrics]].rename(columns=mcols)], axis=1)
-        others["models"] = mres.result
+        mres = run_model_research(sample, cfg, ms or ModelSettings.from_config(cfg, demo=True), cache_dir=models_dir, progress=progress)
+        res.timings["models_s"], res.timings["models"] = time.perf_counter() - t2, mres.timings["models"] | {"walk_forward_s": mres.timings["walk_forward_s"]}
+        others |= {"models": mres.result} | ({"models, no halts": mres.unmanaged} if mres.unmanaged is not None else {})
         tables = {f"Rules: {k}": v for k, v in tables.items()} | {f"Models: {k}": v for k, v in report_tables(mres).items()}
-        title += "; beside it the long forecaster retrained per fold"
-        res.metrics, res.models = metrics, mres
-    res.report = write_report(res.result, out, title, baseline=res.baseline, walk_forward=wf, metrics=metrics, others=others or None,
-                              max_points=st.report_max_points, tables=tables)
-    res.timings.update(load_s=load_s, report_s=time.perf_counter() - t1, wall_s=time.perf_counter() - t0)
-    if console:
-        from rich.console import Console
-        c = Console()
-        print_metrics(res.metrics, title="Out-of-sample metrics (walk-forward, every bar)", console=c)
-        rl = res.risk_log
-        c.print(f"risk checks on target changes: {rl.approved} approved, {rl.reduced} reduced, {rl.rejected} rejected; "
-                f"binding: {', '.join(f'{k} ×{v}' for k, v in sorted(rl.reasons.items(), key=lambda kv: -kv[1])[:4]) or 'none'}")
-        t = res.result.totals
-        c.print(f"risk halts in the traded run: {t['n_daily_loss_halts']} daily loss, {t['n_drawdown_halts']} drawdown "
-                f"({t['halted_bars']:,} bars halted)" if res.settings.risk_limits else "risk halts: off (research.risk_limits)")
-        c.print(f"report: {res.report}  ({res.timings['wall_s']:.1f}s)")
+        figures = model_figures(mres, sample.bars["close"], st.report_max_points)
+        title += f"; beside it the long forecaster retrained on each of {len(mres.walk_forward.folds)} folds"
+        res.metrics, res.models = _count_every_trial(res, mres, cfg), mres
+    t1 = time.perf_counter()
+    res.report = write_report(res.result, out, title, baseline=res.baseline, walk_forward=wf, metrics=res.metrics, others=others or None,
+                              max_points=st.report_max_points, tables=tables, figures=figures)
+    res.timings.update(load_s=load_s, rules_s=rules_s, report_s=time.perf_counter() - t1, wall_s=time.perf_counter() - t0)
+    if console: _print_demo(res)
     return res
+
+def _print_demo(res:ResearchResult):
+    "The demo's console summary: metrics, risk decisions and halts, the report's path and the stage times."
+    from rich.console import Console
+    c = Console()
+    print_metrics(res.metrics, title="Out-of-sample metrics (walk-forward, every bar)", console=c)
+    rl = res.risk_log
+    c.print(f"risk checks on target changes: {rl.approved} approved, {rl.reduced} reduced, {rl.rejected} rejected; "
+            f"binding: {', '.join(f'{k} ×{v}' for k, v in sorted(rl.reasons.items(), key=lambda kv: -kv[1])[:4]) or 'none'}")
+    for name, r in (("rules", res), ("models", res.models)):
+        if r is None: continue
+        t = r.result.totals
+        c.print(f"risk halts in the traded {name} run: {t['n_daily_loss_halts']} daily loss, {t['n_drawdown_halts']} drawdown "
+                f"({t['halted_bars']:,} bars halted)" if r.settings.risk_limits else "risk halts: off (research.risk_limits)")
+    c.print(f"report: {res.report}")
+    c.print(_stage_line(res.timings))
 
 # %% ../nbs/06a_research.ipynb #0a11b18f
 def feature_columns(frame:pd.DataFrame) -> list[str]:
@@ -440,23 +530,27 @@ def check_cache_dir(cache_dir:Path, columns:list[str], interval:str) -> None:
     tmp = f.with_suffix(".tmp"); tmp.write_text(json.dumps(want)); tmp.replace(f)
 
 # %% ../nbs/06a_research.ipynb #8a69c3b3
-def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict,
-                 forecasts:list):
+def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk_cfg:dict, equity:float, cache_dir:Path|None, log:RiskLog, counts:dict,
+                 forecasts:list,
+                 portable:bool=False, # retrain returns the model's directory in the cache (for Dask workers)
+                ):
     "The walk-forward hooks of the model strategy: `retrain` trains (or reads) a fold's forecaster, `signal` trades its forecasts."
     from btcfut.models.long import LongForecaster, train_long
     from btcfut.models.data import WindowDataset, valid_window_ends
     from btcfut.signals import long_targets, time_entries
+    from btcfut.sizing import RiskManager
     cols = feature_columns(frame)
     def retrain(fold, train):
         path = None if cache_dir is None else Path(cache_dir)/fold_key(train, cols, lc)
         if path is not None and path.is_dir():
             counts["cached"] = counts.get("cached", 0) + 1
-            return LongForecaster.load(path)
+            return str(path) if portable else LongForecaster.load(path)
         m = train_long(train[cols], train["close"], lc)
         counts["trained"] = counts.get("trained", 0) + 1
         if path is not None: m.save(path, fold=fold.k)
-        return m
+        return str(path) if portable else m # a network does not pickle cleanly: from a worker, its directory travels
     def signal(model, hist, fold):
+        if isinstance(model, str): model = LongForecaster.load(model)
         rows = np.arange(fold.test_start, fold.test_stop)[::ms.decide_every]
         ok = valid_window_ends(hist[model.columns].to_numpy(float), model.lc.lookback)
         rows = rows[ok[rows]]
@@ -467,12 +561,22 @@ def _model_hooks(frame:pd.DataFrame, ms:ModelSettings, lc, ss, risk, equity:floa
             want = pd.concat([want, long_targets(fc.moments(), ss)])
             want = want[~want.index.duplicated(keep="last")]
         tgt = time_entries(want, hist.index[fold.test_start:], ss)
-        checked = apply_risk(tgt, hist.iloc[fold.test_start:], risk, equity, log)
+        # the risk manager is built where the fold runs, from plain settings (a Dask worker receives them pickled)
+        checked = apply_risk(tgt, hist.iloc[fold.test_start:], RiskManager(Config(risk_cfg)), equity, log)
         full = pd.concat([pd.Series(0.0, hist.index[:fold.test_start]), checked]).rename("target")
         return decisions_only(full, first=fold.test_start)
     return retrain, signal
 
 # %% ../nbs/06a_research.ipynb #72ef3b1c
+def stitch_forecasts(forecasts:list, # (fold, QuantileForecast) pairs, in time order
+                    ) -> tuple: # (QuantileForecast of every decision bar, fold of each row), or (None, None)
+    "One forecast over every test window's decision bars, and the fold each row came from."
+    from btcfut.models.evaluate import QuantileForecast
+    if not forecasts: return None, None
+    idx = pd.DatetimeIndex(np.concatenate([f.index for _, f in forecasts]))
+    vals, fold = np.concatenate([f.values for _, f in forecasts]), np.concatenate([np.full(len(f), k) for k, f in forecasts])
+    return QuantileForecast(idx, vals, forecasts[0][1].levels), pd.Series(fold, idx, name="fold")
+
 def forecast_scores(forecasts:list, # (fold, QuantileForecast) pairs, in time order
                     close:pd.Series, # closes of the research frame
                     horizon:int, # label horizon, bars
@@ -480,14 +584,12 @@ def forecast_scores(forecasts:list, # (fold, QuantileForecast) pairs, in time or
     "Out-of-sample scores of the traded forecasts per fold and overall, on the decision bars whose label the data already holds."
     from btcfut.models.data import forward_log_return
     from btcfut.models.evaluate import QuantileForecast, score_table
-    if not forecasts: return None
-    idx = pd.DatetimeIndex(np.concatenate([f.index for _, f in forecasts]))
-    vals, fold = np.concatenate([f.values for _, f in forecasts]), np.concatenate([np.full(len(f), k) for k, f in forecasts])
-    y = forward_log_return(close, horizon).reindex(idx)
+    fc, fold = stitch_forecasts(forecasts)
+    if fc is None: return None
+    y = forward_log_return(close, horizon).reindex(fc.index)
     ok = y.notna().to_numpy()
     if not ok.any(): return None
-    fc = QuantileForecast(idx[ok], vals[ok], forecasts[0][1].levels)
-    return score_table(y[ok], {"tft": fc}, pd.Series(fold[ok], idx[ok], name="fold")).loc["tft"]
+    return score_table(y[ok], {"tft": QuantileForecast(fc.index[ok], fc.values[ok], fc.levels)}, fold[ok]).loc["tft"]
 
 # %% ../nbs/06a_research.ipynb #0800d331
 def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, funding)
@@ -495,10 +597,10 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
                        ms:ModelSettings|None=None, # default: `ModelSettings.from_config(cfg)`
                        cache_dir:str|Path|None="models/backtest", # per-fold model cache (None: retrain every run)
                        progress:bool=True,
+                       cluster:int|str|None=None, # train the folds on Dask (`run_tasks`): N local processes or a scheduler address
                       ) -> ResearchResult:
     "Walk-forward of the model strategy: retrain the long forecaster per fold, trade its OOS forecasts, risk-checked, with metrics."
     from btcfut.backtest import BacktestEngine
-    from btcfut.sizing import RiskManager
     from btcfut.signals import SignalSettings
     cfg = cfg or Config.load(); ms = ms or ModelSettings.from_config(cfg)
     st, lc, ss = ResearchSettings.from_config(cfg), ms.long_config(cfg), SignalSettings.from_config(cfg)
@@ -507,15 +609,22 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
     frame = research_frame(sample, cfg, st)
     if cache_dir is not None: check_cache_dir(cache_dir, feature_columns(frame), st.interval)
     timings["features_s"] = time.perf_counter() - t0
-    off = dict(risk_limits=False, max_daily_loss=None, drawdown_halt=None)
-    engine = BacktestEngine(cfg, leverage=st.margin_leverage, **off)
-    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **(dict(risk_limits=True) if st.risk_limits else off))
+    engine = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False))
+    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits())
     rlog, counts, fcs = RiskLog(), {}, []
-    retrain, signal = _model_hooks(frame, ms, lc, ss, RiskManager(cfg), st.equity, cache_dir, rlog, counts, fcs)
+    retrain, signal = _model_hooks(frame, ms, lc, ss, cfg.to_dict(), st.equity, cache_dir, rlog, counts, fcs,
+                                   portable=cluster is not None)
     run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=sample.funding)
     folds = walk_forward_folds(frame.index, ms.train, ms.test, ms.purge, 0, False, label_horizon=1, start=ms.first_test)
     t1 = time.perf_counter()
-    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress)
+    if cluster is not None: # the workers save their models in the cache, and this process reads them from there
+        if cache_dir is None: raise ValueError("cluster= needs cache_dir: a directory the workers and this process share")
+        have = {p.name for p in Path(cache_dir).iterdir()}
+        cached = sum(fold_key(frame.iloc[f.train], feature_columns(frame), lc) in have for f in folds)
+    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress, cluster=cluster)
+    if cluster is not None: # the hooks ran in the workers: replay the signals here for their forecasts and risk decisions
+        for f, model in zip(folds, wf.models): signal(model, frame.iloc[:f.test_stop], f)
+        counts.update({k: v for k, v in (("cached", cached), ("trained", len(folds) - cached)) if v})
     timings["walk_forward_s"] = time.perf_counter() - t1
     baseline = run(engine, buy_and_hold_target(wf.target.index, folds))
     unmanaged = run(engine, wf.target) if st.risk_limits else None
@@ -523,7 +632,25 @@ def run_model_research(sample, # btcfut.data.store.Sample (hourly bars, mark, fu
     mst = replace(st, rule_variants_tried=ms.n_trials)
     m = _research_metrics(wf, baseline, unmanaged, cfg, mst)
     timings.update(models=dict(counts), total_s=time.perf_counter() - t0)
-    return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, mst, None, timings, forecast_scores(fcs, frame["close"], lc.horizon))
+    return ResearchResult(wf, wf.backtest, baseline, unmanaged, m, rlog, mst, None, timings, forecast_scores(fcs, frame["close"], lc.horizon),
+                          forecasts=fcs, forecast_horizon=lc.horizon)
+
+# %% ../nbs/06a_research.ipynb #e39e09b9
+def model_figures(res:ResearchResult, # a model strategy's result (`run_model_research`)
+                  close:pd.Series, # closes over its span
+                  max_points:int=5000,
+                  folds:bool=True, # include its per-fold chart (False when the report's own fold chart is this run's)
+                 ) -> list:
+    "The model strategy's own charts: its folds, the forecast fan over the price, and the forecaster's calibration."
+    from btcfut.models.data import forward_log_return
+    figs = fold_figure(res.walk_forward, title="Models: walk-forward folds, out-of-sample return and Sharpe") if folds else []
+    fc, _ = stitch_forecasts(res.forecasts or [])
+    if fc is None: return figs
+    h = res.forecast_horizon
+    figs += forecast_fan_figure(close, fc.index, fc.values, fc.levels, pd.Timedelta(milliseconds=h * interval_ms(res.settings.interval)), max_points)
+    y = forward_log_return(close, h).reindex(fc.index)
+    ok = y.notna().to_numpy()
+    return figs + calibration_figures(y.to_numpy()[ok], fc.values[ok], fc.levels)
 
 # %% ../nbs/06a_research.ipynb #0cc82c34
 STRATEGIES = ("rules", "models")
@@ -544,11 +671,13 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, bool, type(None), list, dict)) else str(v)
 
 def backtest_summary(res:ResearchResult, strategy:str, start, end) -> dict:
-    "JSON-ready summary of a run: the range, folds, every metric of every column (all out of sample), risk log, timings."
+    "JSON-ready summary of a run: the range, folds, every metric of every column (all out of sample), risk limits and log, timings."
     wf = res.walk_forward
     return {"strategy": strategy, "start": str(start), "end": str(end), "folds": len(wf.folds),
             "out_of_sample": {"start": str(wf.target.index[0]), "end": str(wf.target.index[-1])},
             "metrics": {c: {k: _jsonable(v) for k, v in res.metrics[c].items()} for c in res.metrics.columns},
+            "risk_limits": {"target_vol": res.settings.target_vol, "drawdown_halt": res.settings.drawdown_halt,
+                            "drawdown_cooldown_hours": res.settings.drawdown_cooldown_hours, "enforced": res.settings.risk_limits},
             "risk_checks": {"approved": res.risk_log.approved, "reduced": res.risk_log.reduced, "rejected": res.risk_log.rejected,
                             "binding": dict(res.risk_log.reasons)},
             "per_fold": [{k: _jsonable(v) for k, v in r.items()} for r in
@@ -566,6 +695,7 @@ def run_backtest(strategy:str, # "rules" or "models"
                  train:str|None=None, test:str|None=None, # walk-forward windows (default: `research:` / `ModelSettings`)
                  report:str|Path|None=None, # HTML report path (None: no report)
                  progress:bool=False,
+                 cluster:int|str|None=None, # the model strategy's folds on Dask: N local processes or a scheduler address
                 ) -> ResearchResult:
     "One strategy, walk-forward out of sample over `[start, end)` of the store, with metrics (and a report)."
     from btcfut.data.store import load_sample
@@ -583,11 +713,12 @@ def run_backtest(strategy:str, # "rules" or "models"
     if strategy == "rules": res = run_research(sample, cfg, progress=progress)
     else:
         ms = ModelSettings.from_config(cfg, first_test=None, **{k: v for k, v in (("train", train), ("test", test)) if v})
-        res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress)
+        res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress, cluster=cluster)
     if report is not None:
         others = {"strategy, no halts": res.unmanaged} if res.unmanaged is not None else None
+        figs = model_figures(res, sample.bars["close"], st.report_max_points, folds=False) if strategy == "models" else None
         res.report = write_report(res.result, report, f"btcfut backtest: {strategy} strategy, {start:%Y-%m-%d} → {end:%Y-%m-%d}, "
                                   f"{len(res.walk_forward.folds)} walk-forward folds", baseline=res.baseline,
                                   walk_forward=res.walk_forward, metrics=res.metrics, others=others, max_points=st.report_max_points,
-                                  tables=report_tables(res))
+                                  tables=report_tables(res), figures=figs)
     return res

@@ -35,11 +35,12 @@ class SignalSettings:
 
     @classmethod
     def from_config(cls, cfg:Config|None=None, **overrides) -> "SignalSettings":
-        "Settings from `risk:` (Kelly fraction, liquidation probability, first bracket's MMR) and `research:` (cap, shorts)."
+        "Settings from `risk:` (Kelly fraction, liquidation probability, first bracket's MMR), `research:` (cap, shorts) and `research.signals`."
         cfg = cfg or Config.load()
         mmr = LeverageBrackets.from_config(cfg).lookup(1.0)["maint_margin_rate"]
         d = dict(kelly_fraction=float(cfg.risk.kelly_fraction), max_leverage=float(cfg.research.max_leverage),
                  max_liq_prob=float(cfg.risk.max_liq_prob), allow_short=bool(cfg.research.allow_short), mmr=float(mmr))
+        d.update((cfg.get("research.signals") or Config({})).to_dict())
         return cls(**{**d, **overrides})
 
     def __post_init__(self):

@@ -1,5 +1,5 @@
 "The live loop against the loopback fake exchange: a replay end to end, a dropped websocket, a stale feed, a raising model."
-import asyncio, logging, math
+import asyncio, logging, math, time
 import aiohttp, numpy as np, pandas as pd, pytest
 from btcfut.core import time_to_ms
 from btcfut.data.store import load_sample
@@ -127,10 +127,10 @@ def test_stale_feed_opens_breaker(sample):
     lp, (status, body), k = asyncio.run(main())
     assert status == 503 and not body["checks"]["breakers_closed"]["ok"] and "stale_data" in body["checks"]["breakers_closed"]["detail"]
     assert k == 10 and len(lp.decisions) == n
-    pos = [lp.decisions[k - 1].target_qty] + [d.target_qty for d in lp.decisions[k:]]
-    for before, d in zip(pos, lp.decisions[k:]):
+    pos = [lp.decisions[k - 1].target_qty] + [d.target_qty for d in list(lp.decisions)[k:]]
+    for before, d in zip(pos, list(lp.decisions)[k:]):
         assert abs(d.target_qty) <= abs(before) + 1e-12 and (d.target_qty == 0 or before == 0 or np.sign(d.target_qty) == np.sign(before)), d
-    assert any(d.blocked.startswith("breakers: stale_data") for d in lp.decisions[k:])
+    assert any(d.blocked.startswith("breakers: stale_data") for d in list(lp.decisions)[k:])
     assert 'btcfut_breaker_state{breaker="stale_data"} 2.0' in lp.metrics.exposition().decode()
 
 class _RaisingBaseline:
@@ -175,3 +175,165 @@ def test_sigterm_stops_cleanly(sample):
     rows = [r for r in lp.journal.rows("decision") if "signal" in r["payload"]]
     assert [r["payload"]["bar"] for r in rows] == [str(pd.Timestamp(d.open_ms, unit="ms", tz="UTC")) for d in lp.decisions]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL # handlers removed on the way out
+
+# --- a trained short model: live decisions equal the research flow's targets -------------------------------------
+
+TINY = {"models.short.features": ["logret_1", "logret_4", "logret_12", "rsi_14", "bb_pctb_20_2", "natr_14", "volume_z_24", "close_to_ema_26"],
+        "models.short.lookback": 20, "models.short.d_model": 8, "models.short.n_heads": 2, "models.short.n_layers": 1,
+        "models.short.epochs": 1, "models.short.batch_size": 32, "models.short.max_train_windows": 600,
+        "models.short.deadline_ms": 1e6} # the deadline is not under test here: a loaded CI machine must not fall back
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    "A tiny short model and its baseline, trained once on the day before the replay and saved as a model directory."
+    from btcfut.core import Config
+    from btcfut.models.serve import train_serving
+    cfg = Config.load(overrides=TINY)
+    d = tmp_path_factory.mktemp("models")
+    train_serving(load_sample("1m", "2023-07-31 00:00", "2023-08-01 00:00").bars, None, d, cfg)
+    return d, cfg
+
+def test_decisions_equal_research_targets(tiny_model):
+    """Six hours of real bars through the fake's websocket with a trained model: each decision's side is the research flow's
+    target (`signal_target` on the model's batch predictions over the batch features) and its size the sizing rule's."""
+    from btcfut.fakex import replay_fake
+    from btcfut.live import replay_session
+    from btcfut.models.serve import ShortPredictor
+    from btcfut.models.short import signal_target
+    from btcfut.sizing import PositionSizer
+    d, cfg = tiny_model
+    start, end = START, START + pd.Timedelta(hours=6)
+    fx = replay_fake(start, end, 12000.0, cfg)
+    lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d))
+    ds = list(lp.decisions)
+    bars = fx.data.bars("klines", "1m")
+    i0, n = bars.index.get_loc(start), 360
+    assert [x.open_ms for x in ds] == list(time_to_ms(bars.index[i0:i0 + n]))
+    assert {x.source for x in ds} == {"model"}
+    feats = build_features(bars.iloc[i0 - WARM:i0 + n])
+    p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=feats.index[WARM:])
+    pred = p.to_frame().assign(time=p.time, threshold=lp.predictor.model.meta["confidence_threshold"])
+    target = signal_target(pred, lp.hold_bars, feats.index[WARM:])
+    assert [x.signal for x in ds] == target.astype(int).tolist()
+    assert 0 < sum(x.signal != 0 for x in ds) < n, "the model must call both ways and stay out sometimes"
+    sizer = PositionSizer(cfg)
+    want = [0.0 if s == 0 else float(sizer.fixed_fraction(x.equity, c, side=s)) for x, s, c in zip(ds, target.astype(int), bars.close.iloc[i0:i0 + n])]
+    assert [x.want_qty for x in ds] == want
+    assert any(x.order_qty for x in ds)
+
+# --- breakers fed by the exchange: error rate, 418, position mismatch -----------------------------------------------
+
+def _exchange_run(sample, n, faults=(), overrides=None, during=None, speed=600.0):
+    "A loop trading on the fake over REST (`BinanceExecutor`; the fake on its own thread) while the fake replays n bars."
+    from btcfut.core import Config
+    from btcfut.execution.journal import Journal
+    from btcfut.live import LiveLoop, _session_executor
+    bars, funding = sample
+    cfg = Config.load(overrides=overrides or {})
+    fx = FakeExchange(MarketData(klines={"1m": bars}, funding=funding), cfg, port=0, weight_window_s=1.0)
+    for f in faults: fx.faults.add(**f)
+    async def main():
+        with fx.running_in_thread():
+            fx.set_time(START)
+            journal = Journal("sqlite://", cfg=cfg)
+            lp = LiveLoop(_session_executor(fx, cfg, journal, START, n, exchange=True), cfg, journal)
+            async with aiohttp.ClientSession() as s:
+                lp.warm_up(bars_frame(await fetch_bars(s, fx.base_url, "BTCUSDT", "1m", int(time_to_ms(START)) - WARM * M, int(time_to_ms(START)))))
+            task = asyncio.create_task(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(START)) + (n - 1) * M, check_s=0.05,
+                                              backoff=backoff_delays(0.02, 0.1, seed=1)))
+            await _connected(fx)
+            async def go(): fx.start_replay(START, speed)
+            fx.call(go())
+            side = asyncio.create_task(during(fx, lp)) if during else None
+            await asyncio.wait_for(task, 60)
+            try: lp.exchange_qty = lp.executor.position("BTCUSDT")[0] # while the fake still answers
+            except Exception: lp.exchange_qty = math.nan # banned
+            return lp, (await side if side else None)
+    return asyncio.run(main())
+
+def _breaker_line(lp, kind): return f'btcfut_breaker_state{{breaker="{kind}"}} 2.0' in lp.metrics.exposition().decode()
+
+def test_error_rate_breaker_freezes(sample, caplog):
+    "Every order refused by the exchange: after `max_errors` the error_rate breaker opens and no order is sent any more."
+    with caplog.at_level(logging.WARNING, logger="btcfut"):
+        lp, _ = _exchange_run(sample, 20, faults=[{"kind": "error", "path": "/fapi/v1/order", "method": "POST", "status": 400, "code": -2019,
+                                                   "msg": "Margin is insufficient."}])
+    assert len(lp.journal.rows("order_request")) == lp.breakers.max_errors
+    assert lp.breakers["error_rate"].state == 2 and _breaker_line(lp, "error_rate")
+    assert any(d.blocked.startswith("breakers: error_rate") for d in lp.decisions)
+    assert any(r.getMessage() == "circuit breaker opened" and r.fields["breaker"] == "error_rate" for r in caplog.records)
+
+def test_ip_ban_breaker_stops_traffic(sample):
+    "A 418 on an order: ip_ban opens for the ban's Retry-After, nothing more is sent, /readyz says why."
+    lp, _ = _exchange_run(sample, 15, faults=[{"kind": "418", "path": "/fapi/v1/order", "method": "POST", "count": 1, "retry_after_s": 30}])
+    b = lp.breakers["ip_ban"]
+    assert b.state == 2 and "418" in b.reason and "30 s" in b.reason and _breaker_line(lp, "ip_ban")
+    assert len(lp.journal.rows("order_request")) == 1 and len(lp.decisions) == 15
+    assert any(d.blocked.startswith("account unavailable: TrafficStopped") for d in lp.decisions)
+    r = lp.health.readiness()
+    assert not r["ready"] and "ip_ban" in r["checks"]["breakers_closed"]["detail"]
+
+def test_position_mismatch_breaker(sample):
+    """An order placed on the account behind the loop's back (user stream off): position_mismatch opens, reconciliation fails,
+    /readyz fails and no order goes out afterwards."""
+    async def manual(fx, lp):
+        while lp.stats["bars"] < 8: await asyncio.sleep(0.01)
+        st, body, _ = fx.call(fx.request("POST", "/fapi/v1/order", signed=True, symbol="BTCUSDT", side="BUY", type="MARKET",
+                                         quantity="0.05", newClientOrderId="manual-1"))
+        assert st == 200, body
+        return len(lp.journal.rows("order_request"))
+    lp, sent = _exchange_run(sample, 25, overrides={"live.user_stream": False, "live.reconcile_every_s": 0.0}, during=manual)
+    b = lp.breakers["position_mismatch"]
+    assert b.state == 2 and _breaker_line(lp, "position_mismatch"), lp.breakers
+    assert not lp.health.reconciled and not lp.health.readiness()["ready"]
+    assert "not in the journal" in lp.executor.blocked
+    assert len(lp.journal.rows("order_request")) <= sent + 1 # at most the order of the bar being decided
+    assert lp.journal.rows("reconcile")[-1]["payload"]["ok"] is False
+
+# --- streams: user data, aggTrades, the 24-hour rollover; a 429 does not stall the reader ----------------------------
+
+def test_rate_limit_wait_does_not_stall_reader(sample):
+    """A 429 on an order makes the executor wait its Retry-After (1 s) on the exchange thread; meanwhile klines keep being read.
+    The user stream's fills move the local position, which ends equal to the exchange's; aggTrades arrive too; the listen key
+    is kept alive."""
+    samples, keepalives = [], []
+    async def sample_counts(fx, lp):
+        ka = lp.executor.client.futures_stream_keepalive
+        lp.executor.client.futures_stream_keepalive = lambda key: (keepalives.append(key), ka(key))[1]
+        while not lp._stop.is_set():
+            samples.append((time.perf_counter(), lp.received["kline"], lp.stats["bars"])); await asyncio.sleep(0.02)
+    lp, _ = _exchange_run(sample, 40, faults=[{"kind": "429", "path": "/fapi/v1/order", "method": "POST", "count": 1, "retry_after_s": 1}],
+                          overrides={"live.keepalive_s": 0.5}, during=sample_counts)
+    assert len(lp.decisions) == 40 and max(d.latency_ms for d in lp.decisions) >= 1000
+    assert [r["payload"]["event"] for r in lp.journal.rows("traffic")] == ["429"]
+    best = 0 # most klines read while the decision count stood still
+    for i, (t, k, b) in enumerate(samples):
+        j = max(j for j in range(i, len(samples)) if samples[j][2] == b)
+        if samples[j][0] - t >= 0.8: best = max(best, samples[j][1] - k)
+    assert best >= 3, samples
+    assert lp.received["ORDER_TRADE_UPDATE"] > 0 and lp.received["aggTrade"] > 0
+    assert any(r["payload"].get("source") == "user_stream" for r in lp.journal.rows("fill"))
+    assert lp.book.qty == lp.exchange_qty and lp.health.reconciled
+    assert keepalives and set(keepalives) == {lp._listen_key} # the listen key kept alive, never replaced
+
+def test_rollover_loses_no_bar(sample):
+    "The 24-hour rollover shrunk to 0.1 s: many planned reconnects, every bar decided once, none fetched over REST."
+    n = 60
+    async def main():
+        fx = await _fake(sample)
+        try:
+            lp = await _loop(fx, n)
+            lp.rollover_s = 0.1
+            task = asyncio.create_task(lp.run(fx.ws_url, fx.base_url, until_ms=int(time_to_ms(START)) + (n - 1) * M, check_s=0.02))
+            await _connected(fx) # from the first bar on, every bar comes over a websocket
+            fx.start_replay(START, speed=2400.0)
+            await asyncio.wait_for(task, 60)
+            return lp
+        finally: await fx.stop()
+    lp = asyncio.run(main())
+    bars = sample[0]; i0 = bars.index.get_loc(START)
+    assert [d.open_ms for d in lp.decisions] == list(time_to_ms(bars.index[i0:i0 + n]))
+    expo = lp.metrics.exposition().decode()
+    rolls = [float(l.split()[-1]) for l in expo.splitlines() if l.startswith('btcfut_reconnects_total{stream="rollover"}')]
+    assert rolls and rolls[0] >= 5, rolls
+    assert 'stream="rest"' not in expo and 'stream="kline"' not in expo

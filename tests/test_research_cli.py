@@ -40,7 +40,7 @@ def test_rules_writes_json_and_report(tmp_path):
 
 def test_models_trains_then_reads_the_cache(tmp_path):
     cfg = tmp_path/"tiny.yaml"; cfg.write_text(TINY)
-    args = ("--config", str(cfg), "backtest", "--strategy", "models", "--start", "2024-09-01", "--end", "2025-01-01",
+    args = ("--config", str(cfg), "backtest", "--strategy", "models", "--start", "2024-09-01", "--end", "2024-12-10",
             "--train", "45D", "--test", "30D", "--models", str(tmp_path/"models"), "--json", str(tmp_path/"m.json"))
     r = run(*args); assert r.returncode == 0, r.stderr[-3000:]
     js = json.loads((tmp_path/"m.json").read_text())

@@ -45,7 +45,10 @@ def outcome_of(e:BaseException) -> str:
 
 # %% ../../nbs/07_execution.binance.ipynb #6fa52d99
 class UnknownOutcome(RuntimeError): "The request may or may not have taken effect."
-class TrafficStopped(RuntimeError): "The exchange banned this client (418): no order traffic until restarted after the ban."
+class TrafficStopped(RuntimeError):
+    "The exchange banned this client (418): no order traffic until restarted after the ban."
+    def __init__(self, msg:str, retry_after_s:float|None=None): # how long the ban lasts, s (the 418's Retry-After), if known
+        super().__init__(msg); self.retry_after_s = retry_after_s
 class ExchangeRejected(RuntimeError):
     "The exchange refused the request (a 4xx with a Binance code)."
     def __init__(self, code:int, msg:str): super().__init__(f"exchange refused ({code}): {msg}"); self.code, self.msg = code, msg
@@ -110,8 +113,9 @@ def _call(self:BinanceExecutor, fn:str, **params):
                 self.sleep(wait); continue
             if kind == Outcome.BANNED:
                 self.stopped = True
-                self.journal.append(EventKind.TRAFFIC, {"event": "418", "call": fn, "msg": e.message})
-                raise TrafficStopped(f"the exchange banned this client (418): {e.message}") from None
+                ban = float(e.response.headers.get("Retry-After", 0) or 0) or None
+                self.journal.append(EventKind.TRAFFIC, {"event": "418", "call": fn, "msg": e.message, "retry_after_s": ban})
+                raise TrafficStopped(f"the exchange banned this client (418): {e.message}", ban) from None
             if kind == Outcome.CLOCK and attempt < 2: self.resync(); continue
             if kind == Outcome.UNKNOWN: raise UnknownOutcome(f"{fn}: {type(e).__name__}: {getattr(e, 'message', '')}") from None
             raise ExchangeRejected(e.code, e.message) from None

@@ -5,7 +5,7 @@ order is sent, so a crash at any moment leaves a trail that reconciliation can f
 
 # %% ../../nbs/07_execution.journal.ipynb #57f59f6e
 from __future__ import annotations
-import hashlib, json, os, re, time
+import hashlib, json, os, re, threading, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -64,8 +64,10 @@ def journal_engine(url:str, # sqlite:///path.sqlite or postgresql+psycopg2://use
     u = sa.make_url(url)
     if u.password: raise ValueError(f"journal URL must not contain a password; put it in the environment variable {password_env}")
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:": Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        eng = sa.create_engine(u)
+        memory = not u.database or u.database == ":memory:"
+        if not memory: Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        # an in-memory database lives in one connection: share it between threads (the live loop's executor thread)
+        eng = sa.create_engine(u, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}) if memory else sa.create_engine(u)
         @sa.event.listens_for(eng, "connect")
         def _pragmas(dbapi_con, _):
             cur = dbapi_con.cursor(); cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL"); cur.close()
@@ -108,6 +110,7 @@ class Journal:
         cfg = cfg or Config.load()
         self.url = url or cfg.execution.journal_url
         self.engine = journal_engine(self.url, cfg.execution.journal_password_env, env)
+        self.lock = threading.RLock() # one statement at a time: an in-memory journal is one connection shared by threads
         self.config_hash, self.model_versions = config_hash(cfg), json.dumps(dict(model_versions or {}), sort_keys=True)
         metadata.create_all(self.engine)
         with self.engine.begin() as c:
@@ -126,7 +129,7 @@ def append(self:Journal, kind:EventKind|str, # what happened
     kind = EventKind(kind)
     row = dict(ts_ms=int(time.time() * 1000) if ts_ms is None else int(ts_ms), kind=str(kind), client_id=client_id,
                symbol=symbol, config_hash=self.config_hash, model_versions=self.model_versions, payload=scrub(payload))
-    with self.engine.begin() as c: return int(c.execute(events.insert().values(**row)).inserted_primary_key[0])
+    with self.lock, self.engine.begin() as c: return int(c.execute(events.insert().values(**row)).inserted_primary_key[0])
 
 @patch
 def rows(self:Journal, kind:EventKind|str|Iterable|None=None, client_id:str|None=None, since:int=0) -> list[dict]:
@@ -136,6 +139,6 @@ def rows(self:Journal, kind:EventKind|str|Iterable|None=None, client_id:str|None
         kinds = [str(EventKind(kind))] if isinstance(kind, str) else [str(EventKind(k)) for k in kind]
         q = q.where(events.c.kind.in_(kinds))
     if client_id is not None: q = q.where(events.c.client_id == client_id)
-    with self.engine.connect() as c: res = [dict(r._mapping) for r in c.execute(q)]
+    with self.lock, self.engine.connect() as c: res = [dict(r._mapping) for r in c.execute(q)]
     for r in res: r["payload"], r["model_versions"] = json.loads(r["payload"]), json.loads(r["model_versions"])
     return res

@@ -42,8 +42,8 @@ class UserStream:
         "Journal one user-stream event."
         self.events += 1
         f = fill_of(event)
-        with self.ex.fill_lock:
-            if f is not None and f["id"] not in {r["payload"].get("id") for r in self.ex.journal.rows(EventKind.FILL)}:
+        with self.ex.fill_lock: # the order's own fills only (indexed by client id): a repeat is not journaled twice
+            if f is not None and f["id"] not in {r["payload"].get("id") for r in self.ex.journal.rows(EventKind.FILL, client_id=event["o"]["c"])}:
                 self.ex.journal.append(EventKind.FILL, f, event["o"]["c"], f["symbol"])
         if event.get("e") == "ACCOUNT_UPDATE" and event["a"].get("m") == "FUNDING_FEE":
             self.ex.journal.append(EventKind.FUNDING, {"time": event["T"], "balances": event["a"]["B"]}, symbol=self.symbol)

@@ -19,7 +19,8 @@ from ..data.store import DataManager, DataNotFoundError, resample_bars
 
 # %% auto #0
 __all__ = ['log', 'KLINE_DATASETS', 'ENDPOINTS', 'PARAMS', 'fmt_num', 'json_response', 'ApiError', 'mandatory', 'p_int',
-           'p_float', 'page_window', 'MarketData', 'Endpoint', 'route', 'FakeExchange', 'sign_params', 'serve']
+           'p_float', 'page_window', 'MarketData', 'Endpoint', 'route', 'FakeExchange', 'sign_params', 'serve',
+           'replay_fake']
 
 # %% ../../nbs/90_fakex.core.ipynb #8d0b7d7e
 log = get_logger(__name__)
@@ -471,3 +472,18 @@ def serve(host:str="127.0.0.1", # bind address (loopback by default)
         finally: await fx.stop()
     try: asyncio.run(main())
     except KeyboardInterrupt: pass
+
+# %% ../../nbs/90_fakex.core.ipynb #03ae854c
+def replay_fake(start, end, # live bars [start, end), UTC
+                speed:float, # data seconds per wall second
+                cfg:Config|None=None, data_root=None, # the store (default: the bundled one)
+                warm:int=300, # bars before `start` served for the warm-up
+               ) -> FakeExchange:
+    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay."
+    from btcfut.data.store import load_sample
+    start, end = (pd.Timestamp(x, tz="UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x) for x in (start, end))
+    if start >= end: raise ValueError(f"replay start {start} must be before end {end}")
+    if not speed > 0: raise ValueError(f"replay speed must be > 0, got {speed}")
+    s = load_sample("1m", start - pd.Timedelta(minutes=warm), end, root=data_root)
+    if len(s.bars.loc[start:]) == 0: raise ValueError(f"no 1m bars in the store in [{start}, {end})")
+    return FakeExchange(MarketData(klines={"1m": s.bars}, funding=s.funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed))

@@ -33,7 +33,7 @@ LABEL_VALUES:dict[str,tuple[str,...]] = dict(
     side=("BUY", "SELL"),
     signal=("long", "short", "flat"),
     error=("exchange", "rate_limit", "network", "timeout", "data", "model", "journal", "internal"),
-    stream=("kline", "mark_price", "agg_trade", "user_data", "rest"),
+    stream=("kline", "mark_price", "agg_trade", "user_data", "rest", "rollover"), # rollover: the planned reconnect before 24 h
     breaker=tuple(str(k) for k in BreakerKind),
     quantile=("0.02", "0.1", "0.25", "0.5", "0.75", "0.9", "0.98"),
     price=("last", "mark"),
@@ -300,7 +300,7 @@ def record_error(self:MetricsCollector, kind:str): # exchange | rate_limit | net
     self.errors.labels(self._label("error", kind)).inc()
 
 @patch
-def record_reconnect(self:MetricsCollector, stream:str): # kline | mark_price | agg_trade | user_data | rest
+def record_reconnect(self:MetricsCollector, stream:str): # kline | mark_price | agg_trade | user_data | rest | rollover
     "A websocket stream reconnected."
     self.reconnects.labels(self._label("stream", stream)).inc()
 
