@@ -391,6 +391,20 @@ def run(self:BacktestEngine,
     prep = _prepare(bars, mark, funding, fine_bars)
     return self._result(prep, *self._run_arrays(prep, target, target_unit, orders, stop_loss, take_profit))
 
+# %% ../nbs/05_backtest.ipynb #7a3c51e0
+from .backtest_kernels import bar_blocks, run_totals
+
+def _target_columns(targets, bars:pd.DataFrame) -> tuple[list, list[np.ndarray]]:
+    "Keys and float64 arrays of the targets of a sweep: a DataFrame (one column each, on bars.index), a mapping or a list."
+    if isinstance(targets, pd.DataFrame):
+        _aligned(targets, bars, "targets")
+        return list(targets.columns), [np.ascontiguousarray(targets[k].to_numpy(dtype="float64")) for k in targets.columns]
+    items = list(targets.items() if isinstance(targets, Mapping) else enumerate(targets))
+    for k, t in items:
+        if isinstance(t, pd.Series): _aligned(t, bars, f"target {k!r}")
+        elif np.ndim(t) != 1 or len(t) != len(bars): raise ValueError(f"target {k!r}: expected one value per bar ({len(bars)}), got shape {np.shape(t)}")
+    return [k for k, _ in items], [np.ascontiguousarray(np.asarray(t, dtype="float64")) for _, t in items]
+
 # %% ../nbs/05_backtest.ipynb #09314dd4
 @patch
 def run_many(self:BacktestEngine,
@@ -403,17 +417,31 @@ def run_many(self:BacktestEngine,
             ) -> pd.DataFrame|dict:
     "Backtest many targets on the same bars (validated once), in parallel threads; one row of totals per target."
     prep = _prepare(bars, mark, funding, fine_bars)
-    items = list(targets.items() if isinstance(targets, (pd.DataFrame, Mapping)) else enumerate(targets))
-    def one(tgt):
-        out, tr, st, err = run_bars(*self._kernel_inputs(prep, tgt, target_unit, None, stop_loss, take_profit), curves)
-        self._check_error(err, prep.bars)
-        return self._result(prep, out, tr, st) if curves else _totals(self.params, out[0], tr, st)
-    n = max(1, min(workers or os.cpu_count() or 1, len(items)))
-    if n == 1: done = [one(tgt) for _, tgt in items]
+    keys, arrays = _target_columns(targets, prep.bars)
+    if not keys: raise ValueError("run_many: no targets")
+    orders = _orders_arrays(None, prep.bars, self.params["qty_step"])
+    max_abs = self.params["leverage"] + 1e-12 if target_unit == "equity_fraction" else math.inf # as `run` checks
+    bars_, _, fine, _, slp, tpp, p, br = self._kernel_inputs(prep, arrays[0], target_unit, None, stop_loss, take_profit) # parameters and levels, once
+    blocks = bar_blocks(bars_) # each block's price extremes, for every target
+    def chunk(ks:list[int]) -> list: # one thread's share, its equity buffer reused
+        eq, done = np.empty(len(prep.bars)), []
+        for k in ks: # a bad target or a leverage error gives None, raised below in key order
+            if curves:
+                try: done.append((k, self._result(prep, *self._run_arrays(prep, arrays[k], target_unit, None, stop_loss, take_profit))))
+                except ValueError: done.append((k, None))
+                continue
+            tr, st, err, bad = run_totals(bars_, orders, fine, arrays[k], slp, tpp, p, br, eq, max_abs, blocks)
+            done.append((k, None if bad >= 0 or err[0] != 0 else _totals(self.params, eq, tr, st)))
+        return done
+    n = max(1, min(workers or os.cpu_count() or 1, len(keys)))
+    if n == 1: parts = [chunk(list(range(len(keys))))]
     else:
-        with ThreadPoolExecutor(n, thread_name_prefix="run_many") as ex: done = list(ex.map(one, [t for _, t in items]))
-    if curves: return {key: r for (key, _), r in zip(items, done)}
-    return pd.DataFrame.from_dict({key: r for (key, _), r in zip(items, done)}, orient="index")
+        with ThreadPoolExecutor(n, thread_name_prefix="run_many") as ex: parts = list(ex.map(chunk, [list(range(j, len(keys), n)) for j in range(n)]))
+    res = dict(r for part in parts for r in part)
+    for k in range(len(keys)):
+        if res[k] is None: self._run_arrays(prep, arrays[k], target_unit, None, stop_loss, take_profit) # raises its error
+    if curves: return {key: res[k] for k, key in enumerate(keys)}
+    return pd.DataFrame.from_dict({key: res[k] for k, key in enumerate(keys)}, orient="index")
 
 # %% ../nbs/05_backtest.ipynb #63acf5ac
 def warmup() -> float:

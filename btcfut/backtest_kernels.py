@@ -22,8 +22,9 @@ __all__ = ['MARKET', 'LIMIT', 'STOP', 'TAKE_PROFIT', 'ORDER_KINDS', 'ORDER_WAITI
            'L_EXIT_QTY', 'L_FEES', 'L_FUNDING', 'L_SLIPPAGE', 'L_PNL', 'L_REASON', 'N_LEDGER', 'PARAM_FIELDS',
            'P_INITIAL_EQUITY', 'P_LEVERAGE', 'P_QTY_STEP', 'P_MIN_NOTIONAL', 'P_SLIPPAGE_BPS', 'P_SLIPPAGE_IMPACT',
            'P_SLIPPAGE_MAX_BPS', 'P_REBALANCE_BAND', 'P_STOP_FRAC', 'P_TARGET_FRAC', 'P_MAKER', 'P_TAKER', 'P_QTY_UNIT',
-           'P_MAX_DAILY_LOSS', 'P_DRAWDOWN_HALT', 'P_COOLDOWN_MS', 'P_INTERVAL_MS', 'N_PARAMS', 'state_dict',
-           'bracket_arrays', 'new_account', 'slippage_frac', 'position_liq_price', 'step_bars', 'step_bar', 'run_bars']
+           'P_MAX_DAILY_LOSS', 'P_DRAWDOWN_HALT', 'P_COOLDOWN_MS', 'P_INTERVAL_MS', 'N_PARAMS', 'BLOCK', 'state_dict',
+           'bracket_arrays', 'new_account', 'slippage_frac', 'position_liq_price', 'step_bars', 'step_bar', 'run_bars',
+           'bar_blocks', 'run_totals']
 
 # %% ../nbs/05c_backtest_kernels.ipynb #1d51f10f
 MARKET, LIMIT, STOP, TAKE_PROFIT = 0, 1, 2, 3 # order kinds
@@ -143,9 +144,30 @@ def position_liq_price(qty:float, # signed position (BTC), + long / − short
                        margin:float, # isolated margin (the position's wallet balance)
                        br:np.ndarray, # `bracket_arrays()`
                       ) -> float:
-    "Isolated liquidation price of a signed position via `btcfut.risk.liquidation_price_nb`; NaN when flat."
+    "Isolated liquidation price of a signed position (`btcfut.risk.liquidation_price_nb`'s arithmetic); NaN when flat."
     if qty == 0.0: return np.nan
-    return liquidation_price_nb(1.0 if qty > 0 else -1.0, abs(qty), entry_price, margin, 0.0, 0.0, br[0], br[1], br[2], br[3])
+    side, q = (1.0 if qty > 0 else -1.0), abs(qty)
+    base = margin - 0.0 + 0.0 - side*q*entry_price # no other positions: 0 maintenance margin, 0 unrealized PnL
+    n_tiers = br.shape[1]
+    best, best_miss = np.nan, np.inf
+    for k in range(n_tiers): # the tier whose notional range holds the notional at its own liquidation price
+        lp = (base + br[3, k])/(q*(br[2, k] - side))
+        notional = q*lp
+        lo = -np.inf if k == 0 else br[0, k]
+        hi = np.inf if k == n_tiers - 1 else br[1, k]
+        miss = max(lo - notional, 0.0) + max(notional - hi, 0.0)
+        if miss < best_miss:
+            best, best_miss = lp, miss
+            if miss == 0.0: break
+    if side > 0 and best < 0: best = 0.0
+    return best
+
+@njit(**_NB)
+def _tier(notional:float, br:np.ndarray) -> int:
+    "`btcfut.risk.bracket_index` of `notional` on the kernels' bracket array."
+    for k in range(br.shape[1]):
+        if notional < br[1, k]: return k
+    return br.shape[1] - 1
 
 # %% ../nbs/05c_backtest_kernels.ipynb #466d0cc7
 @njit(**_NB)
@@ -204,7 +226,7 @@ def _fill(st, tr, p, br, err, bar, dq, price, slip, fee_rate, reason):
         st[S_N_CLIPPED] += 1
         if q <= 0.0 or q*px < p[P_MIN_NOTIONAL]: return 0 # not even one lot (min notional 0 included): no order
     notional = (abs(pos) + q)*px
-    k = bracket_index(notional, br[1])
+    k = _tier(notional, br)
     if p[P_LEVERAGE] > br[4, k]:
         err[0] = 1; err[1] = bar; err[2] = notional; err[3] = br[4, k]
         return 1
@@ -407,9 +429,57 @@ def _risk_close(st, p, t_i, eq_i):
         if limit_breached(eq_i, st[S_PEAK_EQUITY], p[P_DRAWDOWN_HALT]):
             st[S_HALT_UNTIL_MS] = t_i + p[P_INTERVAL_MS] + p[P_COOLDOWN_MS]; st[S_N_DRAWDOWN_HALTS] += 1
 
+# %% ../nbs/05c_backtest_kernels.ipynb #5b0e7a11
+BLOCK = 64 # bars per block of `bar_blocks`
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _block_clear(b, pos, wallet, entry, lp, sl, tp, blocks) -> bool:
+    "Is every bar of block `b` quiet for this position (no funding, no level reached, equity > 0 at every close)?"
+    if pos == 0.0: return wallet > 0.0
+    if blocks[6, b] != 0.0: return False
+    if pos > 0.0: # equity rises with the close: its lowest close bounds them all
+        return ((np.isnan(lp) or blocks[0, b] > lp) and (np.isnan(sl) or blocks[2, b] > sl) and (np.isnan(tp) or blocks[3, b] < tp)
+                and wallet + pos*(blocks[4, b] - entry) > 0.0)
+    return ((np.isnan(lp) or blocks[1, b] < lp) and (np.isnan(sl) or blocks[3, b] < sl) and (np.isnan(tp) or blocks[2, b] > tp)
+            and wallet + pos*(blocks[5, b] - entry) > 0.0)
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _quiet_bars(first:int, stop:int, st, bars, target, out, # as in `step_bars`
+                blocks, tblock, # `bar_blocks` and the blocks holding a target (empty: no skipping)
+               ) -> int: # the first bar from `first` that is not quiet (`stop` when all are)
+    "Close the quiet bars `first …` (no target, no funding on a position, no level touched): only the close is computed."
+    o, h, l, c, v, mo, mh, ml, mc, tms, funding = bars
+    eq, posa, lpa, funda, leva, dista, reta = out
+    curves = posa.shape[0] > 0; skip = tblock.shape[0] > 0 and not curves
+    pos, wallet, entry = st[S_POSITION], st[S_WALLET], st[S_ENTRY_PRICE]
+    lp, sl, tp, paid = st[S_LIQ_PRICE], st[S_STOP_PRICE], st[S_TARGET_PRICE], st[S_FUNDING_PAID]
+    one, bs = np.uint64(1), np.uint64(BLOCK) # unsigned bar numbers: no negative-index wraparound on each of the loop's reads
+    i, end = np.uint64(first), np.uint64(stop)
+    while i < end:
+        if skip and i % bs == 0 and i + bs <= end and tblock[i//bs] == 0.0 and _block_clear(i//bs, pos, wallet, entry, lp, sl, tp, blocks):
+            k = i + bs - one # a whole quiet block: only its last close is kept (the next bar reads it)
+            eq[k] = wallet + pos*(c[k] - entry) if pos != 0.0 else wallet
+            i += bs; continue
+        if not np.isnan(target[i-one]): return np.int64(i)
+        if pos > 0.0: # the open, then the bar's range (`_touched`); NaN levels compare False
+            if funding[i] != 0.0 or mo[i] <= lp or o[i] <= sl or o[i] >= tp or ml[i] <= lp or l[i] <= sl or h[i] >= tp: return np.int64(i)
+        elif pos < 0.0:
+            if funding[i] != 0.0 or mo[i] >= lp or o[i] >= sl or o[i] <= tp or mh[i] >= lp or h[i] >= sl or l[i] <= tp: return np.int64(i)
+        e = wallet + pos*(c[i] - entry) if pos != 0.0 else wallet
+        eq[i] = e
+        if curves:
+            posa[i] = pos; lpa[i] = lp; funda[i] = paid
+            leva[i] = pos*c[i]/e if e > 0 else np.nan
+            dista[i] = np.nan if pos == 0.0 else ((mc[i] - lp)/mc[i] if pos > 0 else (lp - mc[i])/mc[i])
+            reta[i] = e/eq[i-one] - 1.0
+        if e <= 0.0: st[S_RUINED] = 1.0
+        i += one
+    return stop
+
 # %% ../nbs/05c_backtest_kernels.ipynb #0192623b
 @njit(**_NB)
 def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out, # as in `step_bars`
+              blocks, tblock, # as in `_quiet_bars`
              ) -> int: # the bar whose ledger rows would not fit (`stop` when done or on an error)
     "The hot loop of `step_bars` over bars `first … stop−1`, returning early when the ledger is short of room."
     o, h, l, c, v, mo, mh, ml, mc, tms, funding = bars
@@ -419,8 +489,14 @@ def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target
     no = ob.shape[0]; curves = posa.shape[0] > 0; has_levels = slp.shape[0] > 0; risk_on = p[P_MAX_DAILY_LOSS] > 0 or p[P_DRAWDOWN_HALT] > 0
     nxt, lo = int(st[S_ORDERS_DUE]), int(st[S_ORDERS_LIVE_FROM])
     standing, owed, next_day = st[S_STANDING_TARGET], st[S_TARGET_OWED] != 0.0, st[S_NEXT_DAY_MS]
-    short = stop
-    for i in range(first, stop):
+    short = stop; quiet = not has_levels and not risk_on # quiet stretches run in `_quiet_bars`
+    i = first
+    while i < stop:
+        if quiet and i > 0:
+            while lo < nxt and oact[lo] == ORDER_DONE: lo += 1
+            if lo == nxt: # no order rests; the next one is placed at bar ob[nxt] and due one bar later
+                i = _quiet_bars(i, min(stop, ob[nxt] + 1) if nxt < no else stop, st, bars, target, out, blocks, tblock)
+                if i >= stop: break
         rprev = (h[i-1] - l[i-1])/c[i-1] if i > 0 else 0.0
         vprev = v[i-1] if i > 0 else 0.0
         while nxt < no and ob[nxt] <= i - 1:
@@ -474,6 +550,7 @@ def _bar_span(first:int, stop:int, st, tr, oact, err, bars, orders, fine, target
             reta[i] = eq[i]/(eq[i-1] if i > 0 else p[P_INITIAL_EQUITY]) - 1.0
         if eq[i] <= 0.0: st[S_RUINED] = 1.0
         elif risk_on: _risk_close(st, p, tms[i], eq[i])
+        i += 1
     st[S_ORDERS_DUE], st[S_ORDERS_LIVE_FROM] = nxt, lo
     st[S_STANDING_TARGET], st[S_TARGET_OWED], st[S_NEXT_DAY_MS] = standing, 1.0 if owed else 0.0, next_day
     return short
@@ -488,9 +565,14 @@ def step_bars(first:int, stop:int, # the bars to trade: first … stop−1
               out:tuple, # per-bar outputs: equity, position, liq price, funding, leverage, liq distance, return (all but equity may be empty)
              ) -> np.ndarray: # the ledger (a new, larger array when it had to grow)
     "Advance the account through bars `first … stop−1`; on an error `err[0]` is set and the bar stops where it happened."
+    return _step_span(first, stop, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out, np.zeros((7, 0)), np.zeros(0))
+
+@njit(**_NB)
+def _step_span(first, stop, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out, blocks, tblock):
+    "`step_bars` with `_quiet_bars`' blocks: `_bar_span` until done, the ledger grown whenever it returns short of room."
     i = first
     while True:
-        i = _bar_span(i, stop, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out)
+        i = _bar_span(i, stop, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out, blocks, tblock)
         if i >= stop: return tr
         need = int(st[S_N_CLOSED]) + 8 + 2*(int(st[S_ORDERS_DUE]) - int(st[S_ORDERS_LIVE_FROM]))
         grown = np.zeros((max(2*tr.shape[0], 2*need), N_LEDGER)); grown[:tr.shape[0]] = tr; tr = grown
@@ -516,3 +598,39 @@ def run_bars(bars:tuple, orders:tuple, fine:tuple, target:np.ndarray, slp:np.nda
     tr = step_bars(0, n, st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, out)
     rows = int(st[S_N_CLOSED]) + (1 if st[S_POSITION] != 0.0 else 0)
     return out, tr[:rows].copy(), st, err
+
+# %% ../nbs/05c_backtest_kernels.ipynb #5b0e7a14
+@njit(**_NB)
+def bar_blocks(bars:tuple, # as in `step_bars`
+              ) -> np.ndarray: # (7, bars // BLOCK)
+    "Per block of `BLOCK` bars: lowest/highest mark, lowest/highest last price (open, low/high), lowest/highest close, any funding."
+    o, h, l, c, v, mo, mh, ml, mc, tms, funding = bars
+    nb = o.shape[0]//BLOCK; out = np.empty((7, nb))
+    for b in range(nb):
+        a = b*BLOCK
+        out[0, b] = min(mo[a:a+BLOCK].min(), ml[a:a+BLOCK].min()); out[1, b] = max(mo[a:a+BLOCK].max(), mh[a:a+BLOCK].max())
+        out[2, b] = min(o[a:a+BLOCK].min(), l[a:a+BLOCK].min()); out[3, b] = max(o[a:a+BLOCK].max(), h[a:a+BLOCK].max())
+        out[4, b] = c[a:a+BLOCK].min(); out[5, b] = c[a:a+BLOCK].max()
+        out[6, b] = 1.0 if (funding[a:a+BLOCK] != 0.0).any() else 0.0
+    return out
+
+@njit(**_NB)
+def run_totals(bars:tuple, orders:tuple, fine:tuple, target:np.ndarray, slp:np.ndarray, tpp:np.ndarray, # as in `step_bars`
+               p:np.ndarray, br:np.ndarray,
+               eq:np.ndarray, # equity buffer, one float per bar, reused across runs (only the closes the run reads are written)
+               max_abs:float, # largest |target| allowed (inf: any finite target)
+               blocks:np.ndarray, # `bar_blocks(bars)`, shared by every run on these bars
+              ):
+    "`run_bars` without curves after checking the target. Returns (ledger rows, state, error, first bad target bar or −1)."
+    tblock = np.zeros(blocks.shape[1]); nb = np.uint64(blocks.shape[1])
+    for i in range(np.uint64(target.shape[0])): # unsigned: no wraparound check per read
+        x = target[i]
+        if np.isnan(x): continue # most bars: keep the position
+        if np.isinf(x) or abs(x) > max_abs: return np.zeros((0, N_LEDGER)), np.zeros(N_STATE), np.zeros(4), np.int64(i)
+        b = (i + np.uint64(1))//np.uint64(BLOCK) # the block of bar i + 1, which reads it
+        if b < nb: tblock[b] = 1.0
+    e = np.empty(0)
+    st, tr, oact, err = new_account(p, orders[0].shape[0], bars[9][0])
+    tr = _step_span(0, eq.shape[0], st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, (eq, e, e, e, e, e, e), blocks, tblock)
+    rows = int(st[S_N_CLOSED]) + (1 if st[S_POSITION] != 0.0 else 0)
+    return tr[:rows].copy(), st, err, -1

@@ -17,7 +17,8 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
            'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'run_session', 'replay_fake',
-           'paper', 'testnet', 'live', 'journal_status', 'status', 'backtest_cmd']
+           'paper', 'testnet', 'live', 'journal_status', 'status', 'cluster_option', 'backtest_cmd', 'rule_metrics',
+           'RuleEvaluator', 'sweep_rule', 'sweep_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -504,6 +505,16 @@ def status(ctx:typer.Context, journal:Optional[str]=typer.Option(None, help="jou
                        "no — " + "; ".join(f"{k}: {c['detail']}" for k, c in rz["checks"].items() if not c["ok"])))
     print(json.dumps(s, default=str))
 
+# %% ../nbs/10_cli.ipynb #c5e1a002
+def cluster_option(workers:int|None, # `--workers`: processes of a LocalCluster
+                   scheduler:str|None, # `--scheduler`: address of a running Dask scheduler
+                  ) -> int|str|None:
+    "The `cluster=` the walk-forward functions take: a worker count, a scheduler address, or None (in process)."
+    if workers is not None and scheduler: _fail(f"give --workers {workers} (a local cluster) or --scheduler {scheduler} (a running one), not both")
+    if workers is not None and workers < 1: _fail(f"--workers must be >= 1, got {workers}")
+    if scheduler is not None and not scheduler.strip(): _fail("--scheduler: empty address")
+    return scheduler or workers
+
 # %% ../nbs/10_cli.ipynb #2c768576
 @app.command("backtest")
 def backtest_cmd(ctx:typer.Context,
@@ -514,7 +525,8 @@ def backtest_cmd(ctx:typer.Context,
                  models:Path=typer.Option(Path("models/backtest"), help="the model strategy's per-fold model cache"),
                  train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
                  test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D"),
-                 cluster:Optional[str]=typer.Option(None, help="train the model folds on Dask: a number of local workers or a scheduler address")):
+                 workers:Optional[int]=typer.Option(None, help="train the model folds on a Dask LocalCluster of this many processes"),
+                 scheduler:Optional[str]=typer.Option(None, help="train the model folds on the Dask cluster at this address")):
     "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
     from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
     from btcfut.data.store import DataNotFoundError, atomic_write
@@ -522,10 +534,95 @@ def backtest_cmd(ctx:typer.Context,
     s, e = parse_time_range(start, end)
     st = ctx.obj
     if not st.data_root.is_dir(): _fail(f"no store at {st.data_root} (set --data-dir, $BTCFUT_DATA_DIR or data.root)")
-    workers = int(cluster) if cluster and cluster.isdigit() else cluster
-    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True, cluster=workers)
+    cluster = cluster_option(workers, scheduler)
+    try: res = run_backtest(strategy, s, e, st.cfg, st.data_root, models, train, test, report, progress=True, cluster=cluster)
     except DataNotFoundError as ex: _fail(f"the store at {st.data_root} lacks data the backtest needs: {ex}")
     print_metrics(res.metrics, title=f"{strategy}: out-of-sample metrics (walk-forward, {len(res.walk_forward.folds)} folds)")
     summary = backtest_summary(res, strategy, s, e)
     if json_file: atomic_write(json_file, lambda f: f.write(json.dumps(summary, indent=1).encode()))
     if res.report: print(f"report: {res.report}")
+
+# %% ../nbs/10_cli.ipynb #c5e1a005
+def rule_metrics(params:dict, # fast, slow, momentum
+                 rows:pd.DataFrame, # `research_frame` rows: history, then the window to score
+                 first:int, # the first scored row
+                 engine, sizer, settings, # BacktestEngine (no halts), PositionSizer, ResearchSettings
+                 funding:pd.DataFrame|None=None) -> dict:
+    "The research rule with `params`, backtested on `rows[first:]` (earlier rows warm its indicators up): its metrics."
+    from btcfut.research import strategy_target, decisions_only
+    from btcfut.metrics import sharpe_ratio, max_drawdown
+    tgt = decisions_only(strategy_target(rows, params, sizer, settings), first=first).iloc[first:]
+    w = rows.iloc[first:]
+    mark = w[["mark_open", "mark_high", "mark_low", "mark_close"]].rename(columns=lambda c: c[5:])
+    res = engine.run(w[["open", "high", "low", "close", "volume"]], tgt, mark=mark, funding=funding)
+    t = res.totals; traded = t["n_trades"] > 0 or t["open_position"] != 0
+    return {"sharpe": sharpe_ratio(res.returns, settings.bars_per_year) if traded else float("nan"),
+            "return": t["total_return"], "max_drawdown": max_drawdown(res.returns), "trades": t["n_trades"]}
+
+class RuleEvaluator:
+    "`rule_metrics` with its engine and sizer, as `fold_sweep`'s `evaluate`; it pickles for Dask (the config travels as a dict)."
+    def __init__(self, cfg:Config, settings, funding:pd.DataFrame|None=None):
+        self.cfg_dict, self.settings, self.funding = cfg.to_dict(), settings, funding; self._build()
+    def _build(self):
+        from btcfut.backtest import BacktestEngine
+        from btcfut.sizing import PositionSizer
+        cfg = Config(self.cfg_dict)
+        self.engine = BacktestEngine(cfg, leverage=self.settings.margin_leverage, risk_limits=False, max_daily_loss=None, drawdown_halt=None)
+        self.sizer = PositionSizer(cfg)
+    def __getstate__(self): return {"cfg_dict": self.cfg_dict, "settings": self.settings, "funding": self.funding}
+    def __setstate__(self, state): self.__dict__.update(state); self._build()
+    def __call__(self, params:dict, rows:pd.DataFrame, first:int) -> dict:
+        return rule_metrics(params, rows, first, self.engine, self.sizer, self.settings, self.funding)
+
+# %% ../nbs/10_cli.ipynb #c5e1a006
+def sweep_rule(cfg:Config, start:pd.Timestamp, end:pd.Timestamp, # the range of the store, UTC
+               search:str="grid", trials:int|None=None, seed:int=0, # `search_space`
+               cluster:int|str|None=None, timeout:float=10.0, # `fold_sweep`
+               data_root=None, progress:bool=False):
+    "The research rule's parameter search on the walk-forward folds of `[start, end)`: a `FoldSweep`."
+    from btcfut.data.store import load_sample
+    from btcfut.research import ResearchSettings, research_frame, _check_range
+    from btcfut.walkforward import fold_sweep, probe_scheduler, search_space, walk_forward_folds
+    probe_scheduler(cluster, timeout) # before minutes of loading
+    st = ResearchSettings.from_config(cfg)
+    configs = search_space(st.grid, search, trials, seed, keep=lambda c: c["fast"] < c["slow"])
+    sample = load_sample(st.interval, start=start, end=end, root=data_root)
+    _check_range(sample, start, end, st.interval)
+    frame = research_frame(sample, cfg, st)
+    folds = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)
+    return fold_sweep(configs, RuleEvaluator(cfg, st, sample.funding), folds, frame, cluster=cluster, timeout=timeout, progress=progress)
+
+# %% ../nbs/10_cli.ipynb #c5e1a007
+@app.command("sweep")
+def sweep_cmd(ctx:typer.Context,
+              start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
+              interval:Optional[str]=typer.Option(None, help="bar interval (default: research.interval)"),
+              search:str=typer.Option("grid", help="grid (every configuration) or random (--trials of them)"),
+              trials:Optional[int]=typer.Option(None, help="random search: configurations to draw"),
+              seed:int=typer.Option(0, help="random search: seed"),
+              train:Optional[str]=typer.Option(None, help="training window, e.g. 90D (default: research.train)"),
+              test:Optional[str]=typer.Option(None, help="test window, e.g. 30D (default: research.test)"),
+              workers:Optional[int]=typer.Option(None, help="run on a local Dask cluster of N processes"),
+              scheduler:Optional[str]=typer.Option(None, help="run on the Dask scheduler at this address"),
+              timeout:float=typer.Option(10.0, help="seconds to reach --scheduler"),
+              top:int=typer.Option(10, help="trials printed"),
+              json_file:Optional[Path]=typer.Option(None, "--json", help="write the table, the per-fold choice and the trial count here")):
+    "Search the research rule's parameters on walk-forward folds; trials ranked on training windows, each fold's choice with its test result."
+    from btcfut.data.store import atomic_write
+    cluster = cluster_option(workers, scheduler)
+    if search not in ("grid", "random"): _fail(f"--search must be grid or random, got {search!r}")
+    if search == "random" and trials is None: _fail("--search random needs --trials N")
+    s, e = parse_time_range(start, end)
+    st = ctx.obj; d = st.cfg.to_dict()
+    d["research"].update({k: v for k, v in (("interval", interval), ("train", train), ("test", test)) if v})
+    fs = sweep_rule(Config(d), s, e, search, trials, seed, cluster, timeout, st.data_root, progress=cluster is not None)
+    ranked = fs.per_trial().sort_values("train_sharpe", ascending=False, kind="stable")
+    chosen = fs.best_on_train("sharpe")
+    print(f"{fs.n_trials} configurations ({search}{f', seed {seed}' if search == 'random' else ''}) x {fs.table.fold.nunique()} folds; ranked by mean training Sharpe")
+    print(ranked.head(top).round(3).to_string())
+    print("chosen on each fold's training window, with its test result:")
+    print(chosen[["trial"] + fs.params + ["train_sharpe", "test_sharpe", "test_return"]].round(3).to_string())
+    if json_file:
+        out = {"start": str(s), "end": str(e), "search": search, "seed": seed, "n_trials": fs.n_trials, "params": fs.params,
+               "chosen": chosen.reset_index().to_dict(orient="records"), "table": fs.table.to_dict(orient="records")}
+        atomic_write(json_file, lambda f: f.write(json.dumps(out, indent=1, default=str).encode()))

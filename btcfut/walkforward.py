@@ -8,12 +8,14 @@ import asyncio, inspect, itertools, functools, time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from tqdm import tqdm
 from .core import get_logger, infer_interval, interval_ms, to_utc
 
 # %% auto #0
-__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'run_tasks', 'param_grid', 'SweepResult',
-           'sweep', 'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward']
+__all__ = ['bar_spacing', 'window_bars', 'Fold', 'walk_forward_folds', 'check_folds', 'run_tasks', 'probe_scheduler',
+           'param_grid', 'SweepResult', 'sweep', 'stitch_oos', 'chain_equity', 'WalkForwardResult', 'run_walk_forward',
+           'search_space', 'FoldSweep', 'fold_sweep']
 
 # %% ../nbs/02b_walkforward.ipynb #aac811ad
 _log = get_logger(__name__)
@@ -183,6 +185,15 @@ def run_tasks(fn:Callable[[Any, Any], Any], # fn(item, shared) -> result; must b
         client.close()
         if lc is not None: lc.close()
 
+# %% ../nbs/02b_walkforward.ipynb #a7f0c014
+def probe_scheduler(cluster:int|str|None, # a worker count or None (nothing to probe) or a scheduler address
+                    timeout:float=10.0, # seconds to reach it
+                   ) -> None:
+    "Raise `ConnectionError` (naming the address) unless a Dask scheduler answers at `cluster` within `timeout`."
+    if not isinstance(cluster, str): return
+    client, _ = _dask_client(cluster, timeout)
+    client.close()
+
 # %% ../nbs/02b_walkforward.ipynb #5349a7e6
 def param_grid(grid:dict[str, Iterable]) -> list[dict]:
     "Every combination of the values in `grid` (keys in the given order), as a list of dicts."
@@ -323,3 +334,110 @@ def run_walk_forward(frame:pd.DataFrame, # bars and causal features, index = bar
     res = WalkForwardResult(list(folds), models, target, in_test, None, tr, _fold_table(folds, models))
     if backtest is not None: res.backtest = backtest(target)
     return res
+
+# %% ../nbs/02b_walkforward.ipynb #a7f0c002
+def _draw(values, rng:np.random.Generator):
+    "One value of a parameter: an element of a list, or a point of a `(low, high)` range (integers when both ends are)."
+    if isinstance(values, tuple):
+        lo, hi = values
+        if isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer)): return int(rng.integers(lo, hi + 1))
+        return float(rng.uniform(lo, hi))
+    return values[int(rng.integers(len(values)))]
+
+def _random_configs(space:dict, n:int, rng:np.random.Generator, keep:Callable|None) -> list[dict]:
+    "`n` distinct configurations (fewer if the space has fewer): lists only are sampled from the grid without replacement."
+    ok = lambda c: keep is None or keep(c)
+    if not any(isinstance(v, tuple) for v in space.values()):
+        grid = [c for c in param_grid(space) if ok(c)]
+        return [grid[i] for i in sorted(rng.choice(len(grid), size=min(n, len(grid)), replace=False))] if grid else []
+    out, seen = [], set()
+    for _ in range(100*n): # a narrow filter may reject most draws
+        c = {k: _draw(v, rng) for k, v in space.items()}
+        if ok(c) and tuple(c.values()) not in seen: seen.add(tuple(c.values())); out.append(c)
+        if len(out) == n: break
+    return out
+
+# %% ../nbs/02b_walkforward.ipynb #a7f0c003
+def search_space(space:dict[str, Any], # parameter -> list of values, or a (low, high) range (random search only)
+                 search:str="grid", # "grid": every combination; "random": `n_trials` draws
+                 n_trials:int|None=None, # random search: how many configurations
+                 seed:int=0, # random search: the generator's seed
+                 keep:Callable[[dict], bool]|None=None, # keep(config) False drops a configuration
+                ) -> list[dict]:
+    "The configurations a search tries: the whole grid, or `n_trials` distinct random draws."
+    if search not in ("grid", "random"): raise ValueError(f"search must be 'grid' or 'random', got {search!r}")
+    for k, v in space.items():
+        if isinstance(v, tuple) and (len(v) != 2 or not v[0] <= v[1]): raise ValueError(f"parameter {k!r}: a range is (low, high) with low <= high, got {v!r}")
+        if not isinstance(v, tuple) and not len(v): raise ValueError(f"parameter {k!r} has no values to try")
+    if search == "grid":
+        ranges = [k for k, v in space.items() if isinstance(v, tuple)]
+        if ranges: raise ValueError(f"a grid needs lists of values; {ranges} are ranges: use search='random'")
+        out = [c for c in param_grid(space) if keep is None or keep(c)]
+    else:
+        if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
+            raise ValueError(f"a random search needs n_trials >= 1, got {n_trials!r}")
+        out = _random_configs(space, int(n_trials), np.random.default_rng(seed), keep)
+    if not out: raise ValueError(f"no configuration of {space} passes the filter")
+    return out
+
+# %% ../nbs/02b_walkforward.ipynb #a7f0c006
+def _sweep_chunk(chunk:list[tuple[int, dict]], frame:pd.DataFrame, windows:list[tuple], evaluate:Callable) -> list[dict]:
+    "One task: every (trial, configuration) of `chunk` on every fold window `(fold, train_start, train_stop, test_start, test_stop)`."
+    rows = []
+    for trial, cfg in chunk:
+        for k, a, b, c, d in windows:
+            tr, te = evaluate(cfg, frame.iloc[a:b], 0), evaluate(cfg, frame.iloc[a:d], c - a)
+            rows.append({"trial": trial, "fold": k, **cfg, **{f"train_{m}": float(v) for m, v in tr.items()},
+                         **{f"test_{m}": float(v) for m, v in te.items()}})
+    return rows
+
+# %% ../nbs/02b_walkforward.ipynb #a7f0c007
+@dataclass
+class FoldSweep:
+    "Every configuration on every fold: one row per trial and fold, and the number of configurations tried."
+    table:pd.DataFrame # trial, fold, parameters, train_<metric>, test_<metric>
+    params:list[str] # the parameter columns
+    n_trials:int # configurations tried (for the deflated Sharpe ratio)
+    def __repr__(self): return f"FoldSweep({self.n_trials} trials x {self.table.fold.nunique()} folds, parameters {self.params})"
+
+def fold_sweep(configs:dict|Sequence[dict], # a grid (dict of lists) or the configurations (`search_space`)
+               evaluate:Callable[[dict, pd.DataFrame, int], dict], # (config, rows, first) -> metrics on rows[first:]
+               folds:Sequence[Fold], # from `walk_forward_folds` on `frame.index`
+               frame:pd.DataFrame, # what `evaluate` reads, index = bar open time
+               cluster:int|str|None=None, # where the chunks run (`run_tasks`)
+               chunk_size:int|None=None, # configurations per task (default: 1 in process, about 16 tasks on a cluster)
+               progress:bool=False, timeout:float=10.0, # a tqdm bar over the tasks; seconds to reach a scheduler
+              ) -> FoldSweep:
+    "Each configuration's metrics on each fold's training and test window: a tidy table, the trial count recorded."
+    configs = param_grid(configs) if isinstance(configs, dict) else list(configs)
+    if not configs: raise ValueError("fold_sweep needs at least one configuration")
+    if not folds or not folds[0].index.equals(frame.index): raise ValueError("folds must be cut from frame.index")
+    size = chunk_size or (1 if cluster is None else -(-len(configs)//16))
+    trials = list(enumerate(configs))
+    chunks = [trials[i:i + size] for i in range(0, len(trials), size)]
+    windows = [(f.k, f.train_start, f.train_stop, f.test_start, f.test_stop) for f in folds]
+    done = run_tasks(functools.partial(_sweep_chunk, windows=windows, evaluate=evaluate), chunks, frame, cluster,
+                     timeout=timeout, progress=progress, desc="sweep")
+    table = pd.DataFrame([r for rows in done for r in rows])
+    table.attrs["n_trials"] = len(configs)
+    return FoldSweep(table, list(dict.fromkeys(k for c in configs for k in c)), len(configs))
+
+# %% ../nbs/02b_walkforward.ipynb #a7f0c009
+@patch
+def best_on_train(self:FoldSweep, score:str="sharpe", # the metric to maximize, on the training windows
+                 ) -> pd.DataFrame:
+    "Per fold, the configuration with the best training score and its test-window result (index: fold)."
+    col = f"train_{score}"
+    if col not in self.table: raise KeyError(f"no metric {score!r}; the sweep has {[c[6:] for c in self.table if c.startswith('train_')]}")
+    t = self.table.assign(_rank=self.table[col].fillna(-np.inf))
+    best = t.sort_values(["fold", "_rank", "trial"], ascending=[True, False, True], kind="stable").groupby("fold").head(1)
+    out = best.drop(columns="_rank").set_index("fold")
+    out.attrs["n_trials"] = self.n_trials
+    return out
+
+@patch
+def per_trial(self:FoldSweep) -> pd.DataFrame:
+    "One row per trial: its parameters and each metric's mean over the folds."
+    metrics = [c for c in self.table if c.startswith(("train_", "test_"))]
+    m = self.table.groupby("trial")[metrics].mean()
+    return self.table.drop_duplicates("trial").set_index("trial")[self.params].join(m)
