@@ -18,7 +18,7 @@ from .backtest_kernels import (EXIT_LIQUIDATION, EXIT_REASONS, EXIT_STOP, EXIT_T
     P_MAKER, P_MAX_DAILY_LOSS, P_MIN_NOTIONAL, P_QTY_STEP, P_QTY_UNIT, P_REBALANCE_BAND, P_SLIPPAGE_BPS,
     P_SLIPPAGE_IMPACT, P_SLIPPAGE_MAX_BPS, P_STOP_FRAC, P_TAKER, P_TARGET_FRAC, S_FUNDING_PAID, S_N_CLIPPED,
     S_N_CLOSED, S_N_DAILY_HALTS, S_N_DRAWDOWN_HALTS, S_N_HALTED_BARS, S_ENTRY_PRICE, S_POSITION, S_RUINED, S_TURNOVER,
-    bracket_arrays, new_account, position_liq_price, run_bars, slippage_frac, state_dict, step_bar)
+    bars_clean, bracket_arrays, first_bad, new_account, position_liq_price, run_bars, slippage_frac, state_dict, step_bar)
 
 # %% auto #0
 __all__ = ['log', 'FillModel', 'BacktestResult', 'BacktestEngine', 'warmup', 'BarStepper']
@@ -119,7 +119,9 @@ def _aligned(frame, bars:pd.DataFrame, name:str):
         raise ValueError(f"{name} is not aligned with bars: row {i} is {frame.index[i]} where bars have {bars.index[i]}")
 
 # %% ../nbs/05_backtest.ipynb #919013f5
-def _series_array(x, bars:pd.DataFrame, name:str) -> np.ndarray:
+def _series_array(x, bars:pd.DataFrame, name:str,
+                  max_abs:float=math.inf, # a size limit whose first breach is returned (the caller words the error)
+                 ) -> tuple[np.ndarray, int]: # the values, and the first bar whose |value| > max_abs (−1: none)
     "A per-bar input (Series on bars.index or array of the same length) as float64; NaN allowed, inf not."
     if isinstance(x, pd.DataFrame): raise ValueError(f"{name}: expected a Series on bars.index, got a DataFrame")
     if isinstance(x, pd.Series): _aligned(x, bars, name); a = x.to_numpy(dtype="float64")
@@ -128,8 +130,10 @@ def _series_array(x, bars:pd.DataFrame, name:str) -> np.ndarray:
         if a.ndim != 1: raise ValueError(f"{name}: expected one value per bar, got shape {a.shape}")
         if len(a) > len(bars): raise ValueError(f"{name} has {len(a)} rows, more than the {len(bars)} bars (signals longer than data)")
         if len(a) != len(bars): raise ValueError(f"{name} has {len(a)} rows but bars have {len(bars)}")
-    if np.isinf(a).any(): raise ValueError(f"{name}: infinite value at {bars.index[int(np.argmax(np.isinf(a)))]}")
-    return np.ascontiguousarray(a)
+    a = np.ascontiguousarray(a)
+    inf, over = first_bad(a, max_abs)
+    if inf >= 0: raise ValueError(f"{name}: infinite value at {bars.index[inf]}")
+    return a, over
 
 # %% ../nbs/05_backtest.ipynb #4577eaf0
 def _funding_per_bar(funding:pd.DataFrame|None, bars:pd.DataFrame, dt_ns:int) -> np.ndarray:
@@ -140,11 +144,11 @@ def _funding_per_bar(funding:pd.DataFrame|None, bars:pd.DataFrame, dt_ns:int) ->
     rate = funding["funding_rate"].to_numpy(dtype="float64")
     if not np.isfinite(rate).all():
         raise ValueError(f"funding: 'funding_rate' must be finite; got {rate[~np.isfinite(rate)][0]} at {funding.index[int(np.argmax(~np.isfinite(rate)))]}")
-    t = _ns(bars.index); e = _ns(funding.index)
-    idx = np.searchsorted(t, e, side="right") - 1
-    ok = (idx >= 0) & (e < t[-1] + dt_ns)
+    k, t, e = _NS_PER[bars.index.unit], bars.index.asi8, _ns(funding.index) # bar times in their own unit: no conversion of every bar
+    idx = np.searchsorted(t, e//k, side="right") - 1 # the last bar opened at or before each event (t*k <= e ⟺ t <= e//k)
+    ok = (idx >= 0) & (e < int(t[-1])*k + dt_ns)
     idx, e, rate = idx[ok], e[ok], rate[ok]
-    idx = np.where(e >= t[idx] + dt_ns, idx + 1, idx) # in a gap: the first bar after it
+    idx = np.where(e >= t[idx]*k + dt_ns, idx + 1, idx) # in a gap: the first bar after it
     np.add.at(out, idx, rate)
     return out
 
@@ -215,6 +219,15 @@ class BacktestResult:
                 f"{t['final_equity']:,.2f} USDT, fees {t['fees_paid']:,.2f}, funding {t['funding_paid']:,.2f}, "
                 f"liquidations {t['n_liquidations']})")
 
+    def _defer_trades(self, *ledger_args):
+        "Build `trades` on first access, as `_ledger(*ledger_args)`: a run read for its totals or curves skips it."
+        del self.trades; self._ledger_args = ledger_args
+
+    def __getattr__(self, name): # only called when `name` is not set: a deferred `trades`
+        if name == "trades" and "_ledger_args" in self.__dict__:
+            self.trades = _ledger(*self.__dict__.pop("_ledger_args")); return self.trades
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 # %% ../nbs/05_backtest.ipynb #293092dc
 _TRADE_COLUMNS = ["entry_time", "exit_time", "side", "qty", "entry_price", "exit_price", "fees", "funding",
                   "slippage", "pnl", "exit_reason"]
@@ -284,29 +297,47 @@ class _Prepared:
     bars:pd.DataFrame; arrays:tuple; fine:tuple; funding:np.ndarray
     times_ms:np.ndarray; interval_ms:float # bar open times (int64 ms since the epoch) and the bars' interval
 
-def _prepare(bars:pd.DataFrame, mark:pd.DataFrame|None, funding:pd.DataFrame|None, fine_bars:pd.DataFrame|None) -> _Prepared:
+_f64 = lambda df, c: np.ascontiguousarray(df[c].to_numpy(dtype="float64"))
+_NAT = np.iinfo(np.int64).min # NaT in `asi8`
+
+def _clean_bars(bars) -> tuple|None:
+    "Open, high, low, close and volume of well-formed bars that one compiled pass (`bars_clean`) finds clean; else None."
+    idx = getattr(bars, "index", None)
+    if not (isinstance(bars, pd.DataFrame) and isinstance(idx, pd.DatetimeIndex) and len(bars) > 0 and str(idx.tz) == "UTC"
+            and idx.name == "time" and bars.columns.is_unique and all(c in bars.columns for c in PRICE_COLUMNS + ["volume"])):
+        return None
+    try: cols = tuple(_f64(bars, c) for c in PRICE_COLUMNS + ["volume"])
+    except (TypeError, ValueError): return None
+    return cols if idx.asi8[0] != _NAT and bars_clean(*cols, idx.asi8) else None
+
+def _checked_bars(bars:pd.DataFrame) -> tuple:
+    "The bars' price and volume columns as float64 arrays; when they are not clean, the checks that name the problem."
+    cols = _clean_bars(bars)
+    if cols is not None: return cols
     check_frame(bars, required=PRICE_COLUMNS + ["volume"], name="bars")
-    f64 = lambda df, c: np.ascontiguousarray(df[c].to_numpy(dtype="float64"))
-    vol = f64(bars, "volume")
+    vol = _f64(bars, "volume")
     if not (np.isfinite(vol) & (vol >= 0)).all():
         i = int(np.argmax(~(np.isfinite(vol) & (vol >= 0))))
         raise ValueError(f"bars: column 'volume' must be finite and >= 0; got {vol[i]} at {bars.index[i]}")
     if len(bars) == 0: raise ValueError("bars: no rows")
-    last = tuple(f64(bars, c) for c in PRICE_COLUMNS)
+    return tuple(_f64(bars, c) for c in PRICE_COLUMNS) + (vol,)
+
+def _prepare(bars:pd.DataFrame, mark:pd.DataFrame|None, funding:pd.DataFrame|None, fine_bars:pd.DataFrame|None) -> _Prepared:
+    *last, vol = _checked_bars(bars); last = tuple(last)
     if mark is None: marks = last # the same arrays: no copies
     else:
         check_frame(mark, required=PRICE_COLUMNS, name="mark")
         _aligned(mark, bars, "mark")
-        marks = tuple(f64(mark, c) for c in PRICE_COLUMNS)
+        marks = tuple(_f64(mark, c) for c in PRICE_COLUMNS)
     dt = _bar_interval_ns(bars.index)
-    ms = bars.index.asi8.copy() if bars.index.unit == "ms" else _ns(bars.index)//1_000_000
+    ms = bars.index.asi8 if bars.index.unit == "ms" else _ns(bars.index)//1_000_000 # a view of the index: the kernels only read it
     return _Prepared(bars, last + (vol,) + marks, _fine_arrays(fine_bars, bars, dt), _funding_per_bar(funding, bars, dt), ms, dt/1e6)
 
 # %% ../nbs/05_backtest.ipynb #d94b60f0
 def _levels(x, bars, name) -> np.ndarray:
     "Per-bar price levels (Series) or none (a fraction or None is handled by the parameters)."
     if isinstance(x, (pd.Series, np.ndarray)):
-        a = _series_array(x, bars, name)
+        a, _ = _series_array(x, bars, name)
         if (a[np.isfinite(a)] <= 0).any(): raise ValueError(f"{name}: price levels must be > 0")
         return a
     if x is not None and not (isinstance(x, (int, float)) and 0 < x < 1):
@@ -319,12 +350,10 @@ def _kernel_inputs(self:BacktestEngine, prep:_Prepared, target, target_unit, ord
     "The arguments of `run_bars` (and `step_bar`) for one target and/or orders on prepared bars."
     bars = prep.bars
     if target is None and orders is None: raise ValueError("give a target Series, orders, or both")
-    tgt = np.full(len(bars), np.nan) if target is None else _series_array(target, bars, "target")
-    if target_unit == "equity_fraction" and target is not None:
-        over = np.abs(tgt) > self.params["leverage"] + 1e-12 # NaN compares False
-        if over.any():
-            i = int(np.argmax(over))
-            raise ValueError(f"target {tgt[i]:g}x equity at {bars.index[i]} is above the leverage setting {self.params['leverage']:g}")
+    max_abs = self.params["leverage"] + 1e-12 if target_unit == "equity_fraction" else math.inf
+    tgt, i = (np.full(len(bars), np.nan), -1) if target is None else _series_array(target, bars, "target", max_abs)
+    if i >= 0:
+        raise ValueError(f"target {tgt[i]:g}x equity at {bars.index[i]} is above the leverage setting {self.params['leverage']:g}")
     p = self._param_array(target_unit, stop_loss, take_profit)
     slp, tpp = _levels(stop_loss, bars, "stop_loss"), _levels(take_profit, bars, "take_profit")
     if len(slp) or len(tpp): # both per bar, or neither
@@ -369,10 +398,11 @@ def _result(self:BacktestEngine, prep:_Prepared, out:tuple, tr:np.ndarray, st:np
     eq, pos, lp, fund, lev, liq_dist, rets = out
     idx = prep.bars.index; close = prep.arrays[3]
     s = lambda x, name: pd.Series(x, idx, name=name, copy=False)
-    return BacktestResult(equity=s(eq, "equity"), returns=s(rets, "returns"), position=s(pos, "position"),
-                          leverage=s(lev, "leverage"), liq_distance=s(liq_dist, "liq_distance"), liq_price=s(lp, "liq_price"),
-                          funding_paid=s(fund, "funding_paid"), trades=_ledger(tr, idx, float(close[-1]), st),
-                          totals=_totals(self.params, eq, tr, st))
+    res = BacktestResult(equity=s(eq, "equity"), returns=s(rets, "returns"), position=s(pos, "position"),
+                         leverage=s(lev, "leverage"), liq_distance=s(liq_dist, "liq_distance"), liq_price=s(lp, "liq_price"),
+                         funding_paid=s(fund, "funding_paid"), trades=None, totals=_totals(self.params, eq, tr, st))
+    res._defer_trades(tr, idx, float(close[-1]), st.copy()) # the ledger frame is built when `trades` is first read
+    return res
 
 # %% ../nbs/05_backtest.ipynb #1e500aa7
 @patch

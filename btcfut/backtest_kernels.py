@@ -24,7 +24,7 @@ __all__ = ['MARKET', 'LIMIT', 'STOP', 'TAKE_PROFIT', 'ORDER_KINDS', 'ORDER_WAITI
            'P_SLIPPAGE_MAX_BPS', 'P_REBALANCE_BAND', 'P_STOP_FRAC', 'P_TARGET_FRAC', 'P_MAKER', 'P_TAKER', 'P_QTY_UNIT',
            'P_MAX_DAILY_LOSS', 'P_DRAWDOWN_HALT', 'P_COOLDOWN_MS', 'P_INTERVAL_MS', 'N_PARAMS', 'BLOCK', 'state_dict',
            'bracket_arrays', 'new_account', 'slippage_frac', 'position_liq_price', 'step_bars', 'step_bar', 'run_bars',
-           'bar_blocks', 'run_totals']
+           'bar_blocks', 'run_totals', 'bars_clean', 'first_bad']
 
 # %% ../nbs/05c_backtest_kernels.ipynb #1d51f10f
 MARKET, LIMIT, STOP, TAKE_PROFIT = 0, 1, 2, 3 # order kinds
@@ -634,3 +634,34 @@ def run_totals(bars:tuple, orders:tuple, fine:tuple, target:np.ndarray, slp:np.n
     tr = _step_span(0, eq.shape[0], st, tr, oact, err, bars, orders, fine, target, slp, tpp, p, br, (eq, e, e, e, e, e, e), blocks, tblock)
     rows = int(st[S_N_CLOSED]) + (1 if st[S_POSITION] != 0.0 else 0)
     return tr[:rows].copy(), st, err, -1
+
+# %% ../nbs/05c_backtest_kernels.ipynb #cb270688
+@njit(**_NB)
+def bars_clean(o:np.ndarray, h:np.ndarray, l:np.ndarray, c:np.ndarray, # prices (USDT): finite and > 0
+               v:np.ndarray, # volumes (BTC): finite and >= 0
+               t:np.ndarray, # open times (int64, any unit): strictly increasing
+              ) -> bool:
+    "One pass over the bars: True when every price is finite and > 0, every volume finite and >= 0, the times strictly increase."
+    ok = True
+    for i in range(o.shape[0]): # no early exit: a branch-free body the compiler vectorizes
+        a, b, d, e, f = o[i], h[i], l[i], c[i], v[i]
+        ok &= ((a > 0.0) & (a < np.inf) & (b > 0.0) & (b < np.inf) & (d > 0.0) & (d < np.inf) & (e > 0.0) & (e < np.inf)
+               & (f >= 0.0) & (f < np.inf))
+        if i > 0: ok &= t[i] > t[i - 1]
+    return ok
+
+@njit(**_NB)
+def first_bad(a:np.ndarray, # one value per bar; NaN allowed
+              max_abs:float, # largest |value| allowed (inf: any finite value)
+             ) -> tuple: # (first infinite value's index, first |value| > max_abs's index), −1: none; an infinite one ends the scan
+    "Where a per-bar input is first infinite, and where its size first goes above `max_abs`."
+    bad = False
+    for i in range(a.shape[0]): # a branch-free pass first: most inputs are fine
+        m = abs(a[i]); bad |= (m > max_abs) | (m == np.inf)
+    if not bad: return -1, -1
+    over = -1
+    for i in range(a.shape[0]):
+        x = a[i]
+        if np.isinf(x): return i, over
+        if over < 0 and abs(x) > max_abs: over = i
+    return -1, over
