@@ -816,9 +816,10 @@ async def exchange_session(mode:str, # "testnet" or "live"
     lp.on_decision = each
     server_ms = int((await asyncio.to_thread(ex.client.futures_time))["serverTime"])
     async with aiohttp.ClientSession() as sess:
-        hist = await recent_bars(sess, rest, symbol, lp.interval, lp.warm_bars() if warm is None else warm, server_ms)
-        if not hist: raise ConnectionError(f"{rest} serves no closed {lp.interval} bars of {symbol} to warm up from")
-        lp.warm_up(hist := bars_frame(hist), await lp.history_funding(sess, rest, hist))
+        bars = await recent_bars(sess, rest, symbol, lp.interval, lp.warm_bars() if warm is None else warm, server_ms)
+        if not bars: raise ConnectionError(f"{rest} serves no closed {lp.interval} bars of {symbol} to warm up from")
+        hist = bars_frame(bars)
+        lp.warm_up(hist, await lp.history_funding(sess, rest, hist))
     lp.monitor = mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
     try: await lp.run(ws, rest, handle_signals=handle_signals)
     finally:
