@@ -320,8 +320,10 @@ def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
         self.metrics.fallbacks.labels("short", "flat", "missing").inc()
         return rule_signal(row), "rule"
     last = list(self.rows)[-int(self.predictor.lookback):] # the window only: a frame of a few rows is quick to build
-    frame = pd.DataFrame(np.vstack([r.to_numpy() for r in last]), index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
-    nan = [c for c in self.predictor.features if c in frame.columns and not np.isfinite(frame[c].to_numpy()).all()]
+    x = np.vstack([r.to_numpy() for r in last])
+    frame = pd.DataFrame(x, index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
+    ci = row.index.get_indexer(self.predictor.features); ci = ci[ci >= 0] # a missing column: the chain says so
+    nan = list(row.index[ci[~np.isfinite(x[:, ci]).all(0)]])
     try:
         if nan: raise ValueError(f"features {nan[:5]} have NaN in the {len(frame)}-bar window (too short a warm-up or a source missing)")
         p = self.predictor.predict(frame)
