@@ -26,8 +26,8 @@ from .monitoring.server import HealthState
 __all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'FUNDING_PAGE', 'RULE_FEATURE', 'FUNDING_EVERY_MS', 'BAN_S', 'ROLLOVER_WAIT_S',
            'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays', 'kline_bar', 'fetch_bars',
            'funding_frame', 'fetch_funding', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop', 'feature_warmup',
-           'bars_frame', 'paper_loop', 'short_predictor', 'session_summary', 'replay_session', 'recent_bars',
-           'exchange_urls', 'exchange_session']
+           'warm_bars_for', 'bars_frame', 'paper_loop', 'short_predictor', 'session_summary', 'replay_session',
+           'recent_bars', 'exchange_urls', 'exchange_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -263,14 +263,20 @@ def feature_warmup(columns:list[str], # feature columns wanted
     return int(ok[:, seen].argmax(0).max()) + 1 if seen.any() else 1
 
 # %% ../nbs/09_live.ipynb #107841be
+def warm_bars_for(predictor=None, # a `ShortPredictor`; None: the fallback rule
+                  cfg:Config|None=None, interval:str="1m") -> int:
+    "Warm-up bars: the predictor's features' (the fallback rule's without one) × `live.warm_factor`, plus its lookback."
+    cfg = cfg or Config.load()
+    cols = list(predictor.features) if predictor is not None else [RULE_FEATURE]
+    look = int(predictor.lookback) if predictor is not None else 1
+    need = feature_warmup(cols + ["atr_14"], cfg, interval) # the risk check reads the ATR too
+    p = FeatureParams.from_config(cfg)
+    return max(max(p.min_rows(p.families).values(), default=1), math.ceil(need * float(cfg.live.warm_factor)) + look)
+
 @patch
 def warm_bars(self:LiveLoop) -> int:
-    "Warm-up bars: the predictor's features' (the fallback rule's without one) × `live.warm_factor`, plus its lookback."
-    cols = list(self.predictor.features) if self.predictor is not None else [RULE_FEATURE]
-    look = int(self.predictor.lookback) if self.predictor is not None else 1
-    need = feature_warmup(cols + ["atr_14"], self.cfg, self.interval) # the risk check reads the ATR too
-    p = self.features.params
-    return max(max(p.min_rows(p.families).values(), default=1), math.ceil(need * float(self.cfg.live.warm_factor)) + look)
+    "Warm-up bars this loop's predictor needs (`warm_bars_for`)."
+    return warm_bars_for(self.predictor, self.cfg, self.interval)
 
 # %% ../nbs/09_live.ipynb #d9bcdd75
 _BAR_COLUMNS = list(BAR_FIELDS)
@@ -291,6 +297,11 @@ def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the fir
            ) -> pd.DataFrame:
     "Start the feature state on `history` (and `funding`); the next bar taken must follow its last one."
     f = self.features.run(history, funding); self.warm_rows = len(history)
+    if self.predictor is not None: # the first live window holds the last lookback - 1 of these rows
+        tail = f.reindex(columns=list(self.predictor.features)).iloc[-max(1, int(self.predictor.lookback) - 1):]
+        nan = list(tail.columns[~np.isfinite(tail.to_numpy(np.float64)).all(0)])
+        if nan: _log.warning("warm-up too short for the model: it answers flat until these features fill",
+                             extra={"fields": {"bars": len(history), "features": nan[:10]}})
     if funding is not None: # the loop fetches each new event once it is due
         self._funding_last_ms = int(time_to_ms(funding.index[-1:])[0]) if len(funding) else int(time_to_ms(history.index[:1])[0]) - 1
         self._funding_step_ms = int(np.diff(time_to_ms(funding.index[-2:]))[0]) if len(funding) > 1 else FUNDING_EVERY_MS

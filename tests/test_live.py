@@ -238,12 +238,13 @@ def test_short_warm_up_falls_back_on_nan(tiny_model, sample, caplog):
     bars, funding = sample
     i0 = bars.index.get_loc(START)
     lp = paper_loop(START, capacity=10, cfg=cfg, predictor=short_predictor(d))
-    lp.warm_up(bars.iloc[i0 - WARM:i0], funding.loc[:START])
     with caplog.at_level(logging.WARNING, logger="btcfut"):
+        lp.warm_up(bars.iloc[i0 - WARM:i0], funding.loc[:START])
         ds = [lp.on_bar({"open_ms": int(time_to_ms(t)), **r.to_dict()}) for t, r in bars.iloc[i0:i0 + 3].iterrows()]
     assert [x.source for x in ds] == ["flat"] * 3
     assert 'reason="nan",source="flat"} 3.0' in lp.metrics.exposition().decode()
     assert any("rsi_14_1h" in str(getattr(r, "fields", "")) for r in caplog.records)
+    assert any(r.getMessage().startswith("warm-up too short") for r in caplog.records) # said at the warm-up already
 
 # --- breakers fed by the exchange: error rate, 418, position mismatch -----------------------------------------------
 
