@@ -1103,6 +1103,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'btcfut.live.LiveLoop.stop': ('live.html#liveloop.stop', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop.warm_bars': ('live.html#liveloop.warm_bars', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop.warm_up': ('live.html#liveloop.warm_up', 'btcfut/live.py'),
+                             'btcfut.live._feature_warmup': ('live.html#_feature_warmup', 'btcfut/live.py'),
                              'btcfut.live._funding_due': ('live.html#_funding_due', 'btcfut/live.py'),
                              'btcfut.live._session_executor': ('live.html#_session_executor', 'btcfut/live.py'),
                              'btcfut.live._walk': ('live.html#_walk', 'btcfut/live.py'),

@@ -250,6 +250,14 @@ def feature_warmup(columns:list[str], # feature columns wanted
                    interval:str="1m", # the bars' interval
                   ) -> int: # bars up to and including the first row where every bar feature in `columns` has a value
     "Bars the features in `columns` need for their first value (higher intervals at the worst alignment); other sources' count 0."
+    cfg = cfg or Config.load()
+    key = (tuple(columns), interval, json.dumps(cfg.features.to_dict(), sort_keys=True, default=str))
+    if key not in _WARMUP: _WARMUP[key] = _feature_warmup(list(columns), cfg, interval)
+    return _WARMUP[key]
+
+_WARMUP = {} # (columns, interval, features config) -> bars: a session asks once, tests and examples again
+
+def _feature_warmup(columns:list[str], cfg:Config, interval:str) -> int:
     p = FeatureParams.from_config(cfg)
     est = max(p.min_rows(p.families).values(), default=1)
     for hi in p.mtf.get(interval, []):
