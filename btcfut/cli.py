@@ -439,9 +439,11 @@ def paper(ctx:typer.Context,
     if replay[0] is None: _fail("paper trading runs on a replay for now: give --replay START END (UTC)")
     start, end = parse_time_range(*replay)
     if not speed > 0: _fail(f"--speed must be > 0, got {speed}")
-    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root), Journal(journal, cfg=st.cfg)
+    from btcfut.live import short_predictor, warm_bars_for
+    warm = warm_bars_for(short_predictor(models), st.cfg) # the bars the model's features need before the first decision
+    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root, warm), Journal(journal, cfg=st.cfg)
     session = lambda signals: replay_session(fx, start, end, speed, st.cfg, models, j, st.cfg.monitoring.port if port is None else port,
-                                             handle_signals=signals, on_decision=_print_order)
+                                             warm=warm, handle_signals=signals, on_decision=_print_order)
     _print_summary(run_session(session).summary)
 
 # %% ../nbs/10_cli.ipynb #15812b3b
