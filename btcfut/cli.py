@@ -439,17 +439,19 @@ def paper(ctx:typer.Context,
     if replay[0] is None: _fail("paper trading runs on a replay for now: give --replay START END (UTC)")
     start, end = parse_time_range(*replay)
     if not speed > 0: _fail(f"--speed must be > 0, got {speed}")
-    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root), Journal(journal, cfg=st.cfg)
+    from btcfut.live import short_predictor, warm_bars_for
+    warm = warm_bars_for(short_predictor(models), st.cfg) # the bars the model's features need before the first decision
+    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root, warm), Journal(journal, cfg=st.cfg)
     session = lambda signals: replay_session(fx, start, end, speed, st.cfg, models, j, st.cfg.monitoring.port if port is None else port,
-                                             handle_signals=signals, on_decision=_print_order)
+                                             warm=warm, handle_signals=signals, on_decision=_print_order)
     _print_summary(run_session(session).summary)
 
 # %% ../nbs/10_cli.ipynb #15812b3b
-def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:int|None, max_bars:int|None, warm:int):
+def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:int|None, max_bars:int|None, warm:int|None):
     from btcfut.execution.journal import Journal
     from btcfut.live import exchange_session
     if max_bars is not None and max_bars < 1: _fail(f"--max-bars must be >= 1, got {max_bars}")
-    if not 0 < warm < 1500: _fail(f"--warm must be in 1..1499 bars, got {warm}")
+    if warm is not None and warm < 1: _fail(f"--warm must be >= 1 bars, got {warm}")
     cfg = st.cfg
     j = Journal(journal, cfg=cfg)
     if mode == "live": typer.secho("LIVE trading: real orders with real money", err=True, fg="yellow")
@@ -459,19 +461,19 @@ def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:i
 
 _SESSION_HELP = dict(models="model directory with short/ and baseline/ (default: the fallback rule)", journal="journal URL (default: execution.journal_url)",
                      port="monitoring port (default: monitoring.port; 0 = a free port)", max_bars="stop once this many bars are decided (default: until Ctrl-C)",
-                     warm="closed 1m bars fetched to start the features")
+                     warm="closed 1m bars fetched to start the features (default: what the model's features and window need)")
 
 @app.command()
 def testnet(ctx:typer.Context, models:Optional[Path]=typer.Option(None, help=_SESSION_HELP["models"]),
             journal:Optional[str]=typer.Option(None, help=_SESSION_HELP["journal"]), port:Optional[int]=typer.Option(None, help=_SESSION_HELP["port"]),
-            max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:int=typer.Option(300, help=_SESSION_HELP["warm"])):
+            max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:Optional[int]=typer.Option(None, help=_SESSION_HELP["warm"])):
     "Trade Binance's futures testnet with the live loop (keys from the environment) until Ctrl-C; one line per order."
     _exchange_cmd(ctx.obj, "testnet", models, journal, port, max_bars, warm)
 
 @app.command()
 def live(ctx:typer.Context, models:Optional[Path]=typer.Option(None, help=_SESSION_HELP["models"]),
          journal:Optional[str]=typer.Option(None, help=_SESSION_HELP["journal"]), port:Optional[int]=typer.Option(None, help=_SESSION_HELP["port"]),
-         max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:int=typer.Option(300, help=_SESSION_HELP["warm"])):
+         max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:Optional[int]=typer.Option(None, help=_SESSION_HELP["warm"])):
     "Trade the live exchange with real money; refused unless live.enabled is true and BTCFUT_LIVE=1."
     _exchange_cmd(ctx.obj, "live", models, journal, port, max_bars, warm)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_live.ipynb #1437ce99
 from __future__ import annotations
-import asyncio, gc, json, math, random, signal, sys, threading, time
+import asyncio, gc, json, math, random, signal, sys, threading, time, warnings
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,7 +12,7 @@ from enum import StrEnum
 import aiohttp, numpy as np, pandas as pd
 from fastcore.basics import patch
 from .core import Config, get_logger, interval_ms, time_to_ms
-from .features import FeatureState
+from .features import FeatureParams, FeatureState
 from .sizing import PositionSizer, RiskManager
 from .execution.orders import OrderExecutor, OrderRefused, OrderRequest, OrderState, OrderType, Side, client_order_id
 from .execution.journal import EventKind, Journal
@@ -23,10 +23,11 @@ from .monitoring.metrics import MetricsCollector
 from .monitoring.server import HealthState
 
 # %% auto #0
-__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'RULE_FEATURE', 'BAN_S', 'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus',
-           'BarBuilder', 'backoff_delays', 'kline_bar', 'fetch_bars', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
-           'bars_frame', 'paper_loop', 'short_predictor', 'session_summary', 'replay_session', 'recent_bars',
-           'exchange_urls', 'exchange_session']
+__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'FUNDING_PAGE', 'RULE_FEATURE', 'FUNDING_EVERY_MS', 'BAN_S', 'ROLLOVER_WAIT_S',
+           'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays', 'kline_bar', 'fetch_bars',
+           'funding_frame', 'fetch_funding', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop', 'feature_warmup',
+           'warm_bars_for', 'bars_frame', 'paper_loop', 'short_predictor', 'session_summary', 'replay_session',
+           'recent_bars', 'exchange_urls', 'exchange_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -120,6 +121,31 @@ async def fetch_bars(session, # an aiohttp.ClientSession
         t = int(rows[-1][0]) + interval_ms(interval)
     return [b for b in out if b["open_ms"] < end_ms]
 
+# %% ../nbs/09_live.ipynb #1b500f73
+FUNDING_PAGE = 1000 # the most events one fundingRate request returns
+
+def funding_frame(rows:list[dict]) -> pd.DataFrame:
+    "REST fundingRate rows as the store's funding frame: `funding_rate` by funding time (UTC), oldest first."
+    t = sorted({int(r["fundingTime"]): float(r["fundingRate"]) for r in rows}.items())
+    idx = pd.DatetimeIndex(pd.to_datetime([a for a, _ in t], unit="ms", utc=True), name="time").as_unit("ms")
+    return pd.DataFrame({"funding_rate": np.array([b for _, b in t], np.float64)}, index=idx)
+
+async def fetch_funding(session, # an aiohttp.ClientSession
+                        base_url:str, symbol:str,
+                        start_ms:int, end_ms:int, # funding times wanted, [start_ms, end_ms]
+                       ) -> pd.DataFrame:
+    "Funding events with a funding time in [start_ms, end_ms] from the exchange's REST fundingRate."
+    out, t = [], start_ms
+    while t <= end_ms:
+        params = {"symbol": symbol, "startTime": t, "endTime": end_ms, "limit": FUNDING_PAGE}
+        async with session.get(f"{base_url}/fapi/v1/fundingRate", params=params) as r:
+            if r.status != 200: raise ConnectionError(f"fundingRate answered HTTP {r.status}: {(await r.text())[:200]}")
+            rows = await r.json()
+        out.extend(x for x in rows if start_ms <= int(x["fundingTime"]) <= end_ms)
+        if len(rows) < FUNDING_PAGE: break
+        t = int(rows[-1]["fundingTime"]) + 1
+    return funding_frame(out)
+
 # %% ../nbs/09_live.ipynb #852bed94
 RULE_FEATURE = "macd_hist_12_26_9" # the fallback rule trades the sign of this feature
 
@@ -195,6 +221,7 @@ class LiveLoop:
         if getattr(predictor, "model", None) is not None: # one window per bar: more threads only contend (the process is the loop's)
             import torch; torch.set_num_threads(int(lv.torch_threads))
         self._held, self._reconciled_at, self._listen_key = None, -math.inf, None
+        self._funding_last_ms = self._funding_due_ms = self._funding_step_ms = self._funding_new = self._funding_late = None # see `_refresh_funding`
         self.on_decision = None # called with each `Decision` (console output)
         if predictor is None: _log.warning("no short model given: the fallback rule decides", extra={"fields": {"rule": f"sign of {RULE_FEATURE}"}})
     def __repr__(self): return f"LiveLoop({self.symbol} {self.interval}, {self.stats['bars']} decisions, {self.builder!r})"
@@ -208,8 +235,64 @@ def _hold_bars(self:LiveLoop) -> int:
     from btcfut.models.short import ShortParams
     return int(ShortParams.from_config(self.cfg).horizon)
 
+# %% ../nbs/09_live.ipynb #4861d7c3
+def _walk(n:int, start:pd.Timestamp, interval:str) -> pd.DataFrame:
+    "A deterministic random walk of `n` bars with every column the bar families read."
+    rng = np.random.default_rng(0)
+    c = 30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, n))); o = np.r_[c[0], c[:-1]]
+    h, l = np.maximum(o, c) * (1 + rng.uniform(0, 5e-4, n)), np.minimum(o, c) * (1 - rng.uniform(0, 5e-4, n))
+    v = rng.uniform(1.0, 100.0, n)
+    idx = pd.date_range(start, periods=n, freq=pd.Timedelta(milliseconds=interval_ms(interval)), name="time").as_unit("ms")
+    return pd.DataFrame({"open": o, "high": h, "low": l, "close": c, "volume": v, "taker_buy_volume": v * rng.uniform(0.3, 0.7, n)}, index=idx)
+
+def feature_warmup(columns:list[str], # feature columns wanted
+                   cfg:Config|None=None, # its `features:` section is read
+                   interval:str="1m", # the bars' interval
+                  ) -> int: # bars up to and including the first row where every bar feature in `columns` has a value
+    "Bars the features in `columns` need for their first value (higher intervals at the worst alignment); other sources' count 0."
+    cfg = cfg or Config.load()
+    key = (tuple(columns), interval, json.dumps(cfg.features.to_dict(), sort_keys=True, default=str))
+    if key not in _WARMUP: _WARMUP[key] = _feature_warmup(list(columns), cfg, interval)
+    return _WARMUP[key]
+
+_WARMUP = {} # (columns, interval, features config) -> bars: a session asks once, tests and examples again
+
+def _feature_warmup(columns:list[str], cfg:Config, interval:str) -> int:
+    p = FeatureParams.from_config(cfg)
+    est = max(p.min_rows(p.families).values(), default=1)
+    for hi in p.mtf.get(interval, []):
+        est = max(est, (max(p.min_rows(p.mtf_families).values(), default=1) + 2) * (interval_ms(hi) // interval_ms(interval)))
+    start = pd.Timestamp("2020-01-01", tz="UTC") + pd.Timedelta(milliseconds=interval_ms(interval)) # one bar past every boundary
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = FeatureState(cfg, interval).run(_walk(int(est * 1.5) + 100, start, interval))
+    ok = np.isfinite(f[[c for c in dict.fromkeys(columns) if c in f.columns]].to_numpy())
+    seen = ok.any(0) # a column never finite here (it needs another source) is left to that source
+    return int(ok[:, seen].argmax(0).max()) + 1 if seen.any() else 1
+
+# %% ../nbs/09_live.ipynb #107841be
+def warm_bars_for(predictor=None, # a `ShortPredictor`; None: the fallback rule
+                  cfg:Config|None=None, interval:str="1m") -> int:
+    "Warm-up bars: the predictor's features' (the fallback rule's without one) × `live.warm_factor`, plus its lookback."
+    cfg = cfg or Config.load()
+    cols = list(predictor.features) if predictor is not None else [RULE_FEATURE]
+    look = int(predictor.lookback) if predictor is not None else 1
+    need = feature_warmup(cols + ["atr_14"], cfg, interval) # the risk check reads the ATR too
+    p = FeatureParams.from_config(cfg)
+    return max(max(p.min_rows(p.families).values(), default=1), math.ceil(need * float(cfg.live.warm_factor)) + look)
+
+@patch
+def warm_bars(self:LiveLoop) -> int:
+    "Warm-up bars this loop's predictor needs (`warm_bars_for`)."
+    return warm_bars_for(self.predictor, self.cfg, self.interval)
+
 # %% ../nbs/09_live.ipynb #d9bcdd75
 _BAR_COLUMNS = list(BAR_FIELDS)
+FUNDING_EVERY_MS = 8 * 3_600_000 # funding period assumed until two events show it, ms
+
+def _funding_due(last_ms:int, step_ms:int) -> int:
+    "When the event after one at `last_ms` is due: a period later, on the minute (the exchange stamps events a few ms late)."
+    return (last_ms // 60_000) * 60_000 + round(step_ms / 60_000) * 60_000
 
 def bars_frame(bars:list[dict]) -> pd.DataFrame:
     "Bars from `parse_kline` / `fetch_bars` as a canonical frame (index = open time, UTC)."
@@ -217,12 +300,34 @@ def bars_frame(bars:list[dict]) -> pd.DataFrame:
     return pd.DataFrame({c: np.array([b[c] for b in bars], np.float64) for c in _BAR_COLUMNS}, index=idx)
 
 @patch
-def warm_up(self:LiveLoop, history:pd.DataFrame) -> pd.DataFrame: # canonical bars before the first live bar
-    "Start the feature state on `history`; the next bar taken must follow its last one."
-    f = self.features.run(history)
+def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the first live bar
+            funding:pd.DataFrame|None=None, # funding events up to the last bar's close (`fetch_funding`); None: no funding features
+           ) -> pd.DataFrame:
+    "Start the feature state on `history` (and `funding`); the next bar taken must follow its last one."
+    f = self.features.run(history, funding); self.warm_rows = len(history)
+    if self.predictor is not None: # the first live window holds the last lookback - 1 of these rows
+        tail = f.reindex(columns=list(self.predictor.features)).iloc[-max(1, int(self.predictor.lookback) - 1):]
+        nan = list(tail.columns[~np.isfinite(tail.to_numpy(np.float64)).all(0)])
+        if nan: _log.warning("warm-up too short for the model: it answers flat until these features fill",
+                             extra={"fields": {"bars": len(history), "features": nan[:10]}})
+    if funding is not None: # the loop fetches each new event once it is due
+        self._funding_last_ms = int(time_to_ms(funding.index[-1:])[0]) if len(funding) else int(time_to_ms(history.index[:1])[0]) - 1
+        self._funding_step_ms = int(np.diff(time_to_ms(funding.index[-2:]))[0]) if len(funding) > 1 else FUNDING_EVERY_MS
+        self._funding_due_ms = _funding_due(self._funding_last_ms, self._funding_step_ms) if len(funding) else 0
     self.rows.extend(f.iloc[i] for i in range(max(0, len(f) - self.rows.maxlen), len(f)))
     self.builder.last_open_ms = int(time_to_ms(history.index[-1:])[0])
     return f
+
+# %% ../nbs/09_live.ipynb #252273ee
+@patch
+async def history_funding(self:LiveLoop, session, # an aiohttp.ClientSession
+                          base_url:str, bars:pd.DataFrame, # the warm-up bars
+                         ) -> pd.DataFrame|None: # None when the features read no funding
+    "The funding events `warm_up` takes with `bars`: up to the last bar's close, the longest funding window's before the first."
+    if "funding" not in self.features.families: return None
+    t = time_to_ms(bars.index[[0, -1]])
+    n = max(self.features.params.windows["funding_sum_windows"], default=1) + 2 # and two more: the first one's spacing is unknown
+    return await fetch_funding(session, base_url, self.symbol, int(t[0]) - n * FUNDING_EVERY_MS, int(t[1]) + self.builder.interval_ms)
 
 # %% ../nbs/09_live.ipynb #b5736af1
 @patch
@@ -234,11 +339,17 @@ def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
         self.metrics.fallbacks.labels("short", "flat", "missing").inc()
         return rule_signal(row), "rule"
     last = list(self.rows)[-int(self.predictor.lookback):] # the window only: a frame of a few rows is quick to build
-    frame = pd.DataFrame(np.vstack([r.to_numpy() for r in last]), index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
-    try: p = self.predictor.predict(frame)
+    x = np.vstack([r.to_numpy() for r in last])
+    frame = pd.DataFrame(x, index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
+    ci = row.index.get_indexer(self.predictor.features); ci = ci[ci >= 0] # a missing column: the chain says so
+    nan = list(row.index[ci[~np.isfinite(x[:, ci]).all(0)]])
+    try:
+        if nan: raise ValueError(f"features {nan[:5]} have NaN in the {len(frame)}-bar window (too short a warm-up or a source missing)")
+        p = self.predictor.predict(frame)
     except Exception as e: # a window the chain cannot read (warm-up NaN, missing columns): no call this bar
-        self.metrics.record_prediction("short", time.perf_counter() - t0, "flat"); self.metrics.record_fallback("short", "flat", "raised")
-        _log.warning("short signal fallback", extra={"fields": {"link": "chain", "why": "raised", "detail": f"{type(e).__name__}: {e}"[:300]}})
+        why = "nan" if nan else "raised"
+        self.metrics.record_prediction("short", time.perf_counter() - t0, "flat"); self.metrics.record_fallback("short", "flat", why)
+        _log.warning("short signal fallback", extra={"fields": {"link": "chain", "why": why, "detail": f"{type(e).__name__}: {e}"[:300]}})
         sig, source = 0, "flat"
     else:
         self.metrics.record_prediction("short", time.perf_counter() - t0, p.source, key=int(time_to_ms(row.name)), proba=p.proba[-1])
@@ -307,7 +418,8 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
     "One decision: trade the bar on a paper account, features, signal, size, risk, order, journal, metrics."
     arrived, now, t = time.perf_counter() if arrived is None else arrived, time.time(), pd.Timestamp(bar["open_ms"], unit="ms", tz="UTC")
     if self.paper: self.executor.on_bar(t, *(bar[c] for c in ("open", "high", "low", "close", "volume")))
-    row = self.features.update(pd.Series({c: bar[c] for c in _BAR_COLUMNS}, name=t)); self.rows.append(row)
+    fund, self._funding_new = self._funding_new, None # events fetched since the last bar (`_refresh_funding`)
+    row = self.features.update(pd.Series({c: bar[c] for c in _BAR_COLUMNS}, name=t), funding=fund); self.rows.append(row)
     price = bar["close"]; mark = self.mark if math.isfinite(self.mark) else price
     self.metrics.record_bar((bar["open_ms"] + self.builder.interval_ms) / 1e3, price, mark, now=now)
     sig, source = self._signal(row)
@@ -391,9 +503,34 @@ async def _offer(self:LiveLoop, session, base_url:str, bar:dict, arrived:float):
         _log.warning("backfilling missed bars", extra={"fields": {"bars": len(missed), "from_ms": span[0], "to_ms": span[1]}})
         self.metrics.record_reconnect("rest")
         for b in missed:
-            if self.builder.add(b) == BarStatus.NEW: await self._in_pool(self.on_bar, b, arrived)
-    if self.builder.add(bar) == BarStatus.NEW: await self._in_pool(self.on_bar, bar, arrived)
+            if self.builder.add(b) == BarStatus.NEW: await self._decide(session, base_url, b, arrived)
+    if self.builder.add(bar) == BarStatus.NEW: await self._decide(session, base_url, bar, arrived)
     if self._until is not None and (self.builder.last_open_ms or 0) >= self._until: self._stop.set()
+
+# %% ../nbs/09_live.ipynb #54a0def2
+@patch
+async def _decide(self:LiveLoop, session, base_url:str, bar:dict, arrived:float):
+    "Decide a bar just taken, with the funding events due by its close."
+    await self._refresh_funding(session, base_url, bar["open_ms"] + self.builder.interval_ms)
+    await self._in_pool(self.on_bar, bar, arrived)
+
+@patch
+async def _refresh_funding(self:LiveLoop, session, base_url:str, close_ms:int):
+    "Once a funding event is due by `close_ms`, fetch the events published since the last one; the next bar's features take them."
+    if self._funding_due_ms is None or close_ms < self._funding_due_ms: return
+    try: new = await fetch_funding(session, base_url, self.symbol, self._funding_last_ms + 1, close_ms)
+    except (aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as e:
+        self._failed("funding fetch", e, time.time()); return # tried again at the next bar
+    if not len(new):
+        if self._funding_late != self._funding_due_ms: # once per event: asked again at every bar until it is published
+            self._funding_late = self._funding_due_ms
+            _log.warning("funding event due but not published yet", extra={"fields": {"due_ms": self._funding_due_ms, "close_ms": close_ms}})
+        return
+    t = time_to_ms(new.index)
+    if len(t) > 1: self._funding_step_ms = int(t[-1] - t[-2])
+    elif self._funding_due_ms: self._funding_step_ms = int(t[-1] - self._funding_last_ms) # 0: no event known before this one
+    self._funding_last_ms, self._funding_new = int(t[-1]), new if self._funding_new is None else pd.concat([self._funding_new, new])
+    self._funding_due_ms = _funding_due(self._funding_last_ms, self._funding_step_ms)
 
 # %% ../nbs/09_live.ipynb #2b720679
 @patch
@@ -610,7 +747,7 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
                          journal:Journal|None=None, # default: an in-memory journal
                          monitor_port:int|None=None, # serve /metrics, /healthz, /readyz here (0 = a free port); None = no server
                          exchange:bool=False, # orders to the fake over REST instead of a paper account
-                         warm:int=300, # warm-up bars fetched over REST before `start`
+                         warm:int|None=None, # warm-up bars fetched over REST before `start`; None: `LiveLoop.warm_bars`
                          handle_signals:bool=False, on_decision=None) -> LiveLoop:
     "Replay `fx`'s 1m bars of [start, end) through its websocket into a `LiveLoop`; returns the loop (with its `summary`) when done."
     from btcfut.monitoring.server import MonitorServer
@@ -627,8 +764,10 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         lp = LiveLoop(_session_executor(fx, cfg, journal, t0, len(live), exchange), cfg, journal, predictor=predictor)
         if on_decision is not None: lp.on_decision = on_decision
         import aiohttp
-        async with aiohttp.ClientSession() as sess: hist = await fetch_bars(sess, fx.base_url, lp.symbol, "1m", int(time_to_ms(t0)) - warm * 60_000, int(time_to_ms(t0)))
-        lp.warm_up(bars_frame(hist))
+        t0_ms = int(time_to_ms(t0)); warm = lp.warm_bars() if warm is None else warm
+        async with aiohttp.ClientSession() as sess:
+            hist = bars_frame(await fetch_bars(sess, fx.base_url, lp.symbol, lp.interval, t0_ms - warm * lp.builder.interval_ms, t0_ms))
+            lp.warm_up(hist, await lp.history_funding(sess, fx.base_url, hist))
         mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
         lp.monitor = mon
         async def _go(): fx.start_replay(t0, speed)
@@ -646,16 +785,22 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
 # %% ../nbs/09_live.ipynb #2042ee19
 async def recent_bars(session, # an aiohttp.ClientSession
                       base_url:str, symbol:str, interval:str,
-                      n:int, # closed bars wanted (at most 1499)
+                      n:int, # closed bars wanted (pages of 1500 back from the newest)
                       server_ms:int, # the exchange's clock, ms
                      ) -> list[dict]:
     "The last `n` closed bars the exchange serves (a bar still forming at `server_ms` is left out)."
-    if not 0 < n < KLINES_PAGE: raise ValueError(f"warm-up bars must be in 1..{KLINES_PAGE - 1}, got {n}")
-    async with session.get(f"{base_url}/fapi/v1/klines", params={"symbol": symbol, "interval": interval, "limit": n + 1}) as r:
-        if r.status != 200: raise ConnectionError(f"klines warm-up answered HTTP {r.status}: {(await r.text())[:200]}")
-        rows = await r.json()
-    step = interval_ms(interval)
-    return [b for b in map(kline_bar, rows) if b["open_ms"] + step <= server_ms][-n:]
+    if n < 1: raise ValueError(f"warm-up bars must be >= 1, got {n}")
+    step, out, end = interval_ms(interval), [], None
+    while len(out) < n:
+        params = {"symbol": symbol, "interval": interval, "limit": min(KLINES_PAGE, n - len(out) + (end is None))}
+        if end is not None: params["endTime"] = end
+        async with session.get(f"{base_url}/fapi/v1/klines", params=params) as r:
+            if r.status != 200: raise ConnectionError(f"klines warm-up answered HTTP {r.status}: {(await r.text())[:200]}")
+            rows = await r.json()
+        out = [b for b in map(kline_bar, rows) if b["open_ms"] + step <= server_ms and (end is None or b["open_ms"] <= end)] + out
+        if len(rows) < params["limit"] or not rows: break
+        end = int(rows[0][0]) - 1
+    return out[-n:]
 
 # %% ../nbs/09_live.ipynb #15e65d11
 def exchange_urls(mode:str, cfg:Config) -> tuple[str, str]: # (REST base, websocket base)
@@ -671,7 +816,7 @@ async def exchange_session(mode:str, # "testnet" or "live"
                            model_dir=None, # directory with short/ and baseline/; None = the fallback rule
                            journal:Journal|None=None, # default: `execution.journal_url`
                            monitor_port:int|None=None, # serve /metrics, /healthz, /readyz here (0 = a free port); None = no server
-                           warm:int=300, # closed bars fetched over REST to start the features
+                           warm:int|None=None, # closed bars fetched over REST to start the features; None: `LiveLoop.warm_bars`
                            max_bars:int|None=None, # stop once this many bars are decided (a backfill under way ends first); None: until stopped
                            env=None, # where the keys (and BTCFUT_LIVE) are read; default `os.environ`
                            handle_signals:bool=False, on_decision=None) -> LiveLoop:
@@ -691,9 +836,11 @@ async def exchange_session(mode:str, # "testnet" or "live"
         if max_bars is not None and decided[0] >= max_bars: aloop.call_soon_threadsafe(lp.stop)
     lp.on_decision = each
     server_ms = int((await asyncio.to_thread(ex.client.futures_time))["serverTime"])
-    async with aiohttp.ClientSession() as sess: hist = await recent_bars(sess, rest, symbol, lp.interval, warm, server_ms)
-    if not hist: raise ConnectionError(f"{rest} serves no closed {lp.interval} bars of {symbol} to warm up from")
-    lp.warm_up(bars_frame(hist))
+    async with aiohttp.ClientSession() as sess:
+        bars = await recent_bars(sess, rest, symbol, lp.interval, lp.warm_bars() if warm is None else warm, server_ms)
+        if not bars: raise ConnectionError(f"{rest} serves no closed {lp.interval} bars of {symbol} to warm up from")
+        hist = bars_frame(bars)
+        lp.warm_up(hist, await lp.history_funding(sess, rest, hist))
     lp.monitor = mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
     try: await lp.run(ws, rest, handle_signals=handle_signals)
     finally:

@@ -178,24 +178,28 @@ def test_sigterm_stops_cleanly(sample):
 
 # --- a trained short model: live decisions equal the research flow's targets -------------------------------------
 
-TINY = {"models.short.features": ["logret_1", "logret_4", "logret_12", "rsi_14", "bb_pctb_20_2", "natr_14", "volume_z_24", "close_to_ema_26"],
+TINY = {"models.short.features": ["logret_1", "logret_4", "logret_12", "rsi_14", "bb_pctb_20_2", "natr_14", "volume_z_24", "close_to_ema_26",
+                                  "rsi_14_1h", "funding_rate", "hours_to_next_funding"], # a 1h feature and the funding ones: warm-up and funding feed
         "models.short.lookback": 20, "models.short.d_model": 8, "models.short.n_heads": 2, "models.short.n_layers": 1,
         "models.short.epochs": 1, "models.short.batch_size": 32, "models.short.max_train_windows": 600,
         "models.short.deadline_ms": 1e6} # the deadline is not under test here: a loaded CI machine must not fall back
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    "A tiny short model and its baseline, trained once on the day before the replay and saved as a model directory."
+    "A tiny short model and its baseline, trained once on the day and a half before the replay and saved as a model directory."
     from btcfut.core import Config
     from btcfut.models.serve import train_serving
     cfg = Config.load(overrides=TINY)
     d = tmp_path_factory.mktemp("models")
-    train_serving(load_sample("1m", "2023-07-31 00:00", "2023-08-01 00:00").bars, None, d, cfg)
+    s = load_sample("1m", "2023-07-30 12:00", "2023-08-01 00:00")
+    train_serving(s.bars, s.funding, d, cfg)
     return d, cfg
 
 def test_decisions_equal_research_targets(tiny_model):
-    """Six hours of real bars through the fake's websocket with a trained model: each decision's side is the research flow's
-    target (`signal_target` on the model's batch predictions over the batch features) and its size the sizing rule's."""
+    """Six hours of real bars through the fake's websocket with a trained model that reads a 1h feature and the funding features:
+    the warm-up is sized from the model (longer than 300 bars), funding comes over REST (at the warm-up and when the 08:00 event
+    is due), every decision is the model's, each feature row equals the batch one on the same bars and funding, each decision's
+    side is the research flow's target (`signal_target` on the model's batch predictions) and its size the sizing rule's."""
     from btcfut.fakex import replay_fake
     from btcfut.live import replay_session
     from btcfut.models.serve import ShortPredictor
@@ -203,23 +207,44 @@ def test_decisions_equal_research_targets(tiny_model):
     from btcfut.sizing import PositionSizer
     d, cfg = tiny_model
     start, end = START, START + pd.Timedelta(hours=6)
-    fx = replay_fake(start, end, 12000.0, cfg)
+    fx = replay_fake(start, end, 12000.0, cfg, warm=3000) # the store's bars and funding from 50 hours before
     lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d))
-    ds = list(lp.decisions)
-    bars = fx.data.bars("klines", "1m")
+    ds, w = list(lp.decisions), lp.warm_rows
+    assert w == lp.warm_bars() > 14 * 60, w # the 1h RSI needs fifteen hours: the old fixed 300 bars left the model flat
+    bars, funding = fx.data.bars("klines", "1m"), fx.data.funding
     i0, n = bars.index.get_loc(start), 360
     assert [x.open_ms for x in ds] == list(time_to_ms(bars.index[i0:i0 + n]))
     assert {x.source for x in ds} == {"model"}
-    feats = build_features(bars.iloc[i0 - WARM:i0 + n])
-    p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=feats.index[WARM:])
+    assert "btcfut_fallbacks_total{" not in lp.metrics.exposition().decode()
+    feats = build_features(bars.iloc[i0 - w:i0 + n], funding)
+    live = pd.DataFrame(list(lp.rows))
+    cols = ["rsi_14_1h", "funding_rate", "hours_to_next_funding"]
+    pd.testing.assert_frame_equal(live[cols], feats.loc[live.index, cols], check_names=False, check_freq=False)
+    assert live.funding_rate.nunique() == 2 # the 08:00 event reached the features while live
+    p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=feats.index[w:])
     pred = p.to_frame().assign(time=p.time, threshold=lp.predictor.model.meta["confidence_threshold"])
-    target = signal_target(pred, lp.hold_bars, feats.index[WARM:])
+    target = signal_target(pred, lp.hold_bars, feats.index[w:])
     assert [x.signal for x in ds] == target.astype(int).tolist()
     assert 0 < sum(x.signal != 0 for x in ds) < n, "the model must call both ways and stay out sometimes"
     sizer = PositionSizer(cfg)
     want = [0.0 if s == 0 else float(sizer.fixed_fraction(x.equity, c, side=s)) for x, s, c in zip(ds, target.astype(int), bars.close.iloc[i0:i0 + n])]
     assert [x.want_qty for x in ds] == want
     assert any(x.order_qty for x in ds)
+
+def test_short_warm_up_falls_back_on_nan(tiny_model, sample, caplog):
+    "Warmed on too few bars for the 1h feature: every decision is a logged, counted `nan` fallback naming the feature."
+    from btcfut.live import short_predictor
+    d, cfg = tiny_model
+    bars, funding = sample
+    i0 = bars.index.get_loc(START)
+    lp = paper_loop(START, capacity=10, cfg=cfg, predictor=short_predictor(d))
+    with caplog.at_level(logging.WARNING, logger="btcfut"):
+        lp.warm_up(bars.iloc[i0 - WARM:i0], funding.loc[:START])
+        ds = [lp.on_bar({"open_ms": int(time_to_ms(t)), **r.to_dict()}) for t, r in bars.iloc[i0:i0 + 3].iterrows()]
+    assert [x.source for x in ds] == ["flat"] * 3
+    assert 'reason="nan",source="flat"} 3.0' in lp.metrics.exposition().decode()
+    assert any("rsi_14_1h" in str(getattr(r, "fields", "")) for r in caplog.records)
+    assert any(r.getMessage().startswith("warm-up too short") for r in caplog.records) # said at the warm-up already
 
 # --- breakers fed by the exchange: error rate, 418, position mismatch -----------------------------------------------
 
