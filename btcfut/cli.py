@@ -452,7 +452,9 @@ def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:i
     from btcfut.live import exchange_session
     if max_bars is not None and max_bars < 1: _fail(f"--max-bars must be >= 1, got {max_bars}")
     if warm is not None and warm < 1: _fail(f"--warm must be >= 1 bars, got {warm}")
+    from btcfut.execution.orders import trading_keys
     cfg = st.cfg
+    trading_keys(mode, cfg) # refused before the journal is opened
     j = Journal(journal, cfg=cfg)
     if mode == "live": typer.secho("LIVE trading: real orders with real money", err=True, fg="yellow")
     session = lambda signals: exchange_session(mode, cfg, models, j, cfg.monitoring.port if port is None else port, warm, max_bars,

@@ -822,9 +822,11 @@ async def exchange_session(mode:str, # "testnet" or "live"
                            handle_signals:bool=False, on_decision=None) -> LiveLoop:
     "Trade `mode` with the live loop on the exchange's streams until stopped; returns the loop (with its `summary`)."
     from btcfut.execution.binance import BinanceExecutor
+    from btcfut.execution.orders import trading_keys
     from btcfut.monitoring.server import MonitorServer
     cfg = cfg or Config.load()
     rest, ws = exchange_urls(mode, cfg)
+    trading_keys(mode, cfg, env) # the guard, before a journal is opened or anything connects
     journal = journal if journal is not None else Journal(cfg=cfg)
     ex = BinanceExecutor(mode, journal, cfg, base_url=rest, env=env) # the guard and the keys, before any connection
     symbol = cfg.get("exchange.symbol", "BTCUSDT")
