@@ -221,6 +221,7 @@ class LiveLoop:
         if getattr(predictor, "model", None) is not None: # one window per bar: more threads only contend (the process is the loop's)
             import torch; torch.set_num_threads(int(lv.torch_threads))
         self._held, self._reconciled_at, self._listen_key = None, -math.inf, None
+        self.data_clock = False # True in replays: the daily-loss breaker's UTC days follow the bars' close times, not the wall clock
         self._funding_last_ms = self._funding_due_ms = self._funding_step_ms = self._funding_new = self._funding_late = None # see `_refresh_funding`
         self.on_decision = None # called with each `Decision` (console output)
         if predictor is None: _log.warning("no short model given: the fallback rule decides", extra={"fields": {"rule": f"sign of {RULE_FEATURE}"}})
@@ -433,7 +434,7 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
     if not self.paper:
         self.breakers.record_success(now)
         if self.book is not None: self.breakers.check_position(self.book.qty, current, now)
-    self.breakers.check_equity(equity, now); self.breakers.check_data(self.health.last_data_at or now, now)
+    self.breakers.check_equity(equity, (bar["open_ms"] + self.builder.interval_ms) / 1e3 if self.data_clock else now); self.breakers.check_data(self.health.last_data_at or now, now)
     want = 0.0 if sig == 0 else float(self.sizer.fixed_fraction(equity, price, side=sig))
     target, why = self._target(want, price, equity, current, row)
     qty, state = round(target - current, 9), ""
@@ -763,6 +764,7 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         fx.set_time(t0)
         lp = LiveLoop(_session_executor(fx, cfg, journal, t0, len(live), exchange), cfg, journal, predictor=predictor)
         if on_decision is not None: lp.on_decision = on_decision
+        lp.data_clock = True # days of the replayed data, however fast they pass
         import aiohttp
         t0_ms = int(time_to_ms(t0)); warm = lp.warm_bars() if warm is None else warm
         async with aiohttp.ClientSession() as sess:
