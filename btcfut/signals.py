@@ -12,7 +12,8 @@ from .core import Config
 from .risk import LeverageBrackets, liq_prob_forecast
 
 # %% auto #0
-__all__ = ['Side', 'SignalSettings', 'kelly_leverage', 'liq_price_at', 'liq_cap', 'long_targets', 'time_entries']
+__all__ = ['Side', 'SignalSettings', 'kelly_leverage', 'liq_price_at', 'liq_cap', 'long_targets', 'time_entries', 'long_view',
+           'EntryTimer']
 
 # %% ../nbs/06b_signals.ipynb #f79d1c4d
 class Side(IntEnum):
@@ -96,9 +97,8 @@ def long_targets(forecasts:pd.DataFrame, # per decision bar: mean, std, skew of 
 
 # %% ../nbs/06b_signals.ipynb #615ed083
 @njit(cache=True)
-def _time_entries(want:np.ndarray, sig:np.ndarray, conf:np.ndarray, thr:float) -> np.ndarray:
+def _time_entries(want:np.ndarray, sig:np.ndarray, conf:np.ndarray, thr:float, held:float=0.0) -> np.ndarray:
     out = np.zeros_like(want)
-    held = 0.0
     for i in range(want.shape[0]):
         w = want[i]
         if np.isnan(w): w = 0.0
@@ -125,3 +125,35 @@ def time_entries(long_target:pd.Series, # target leverage at decision bars (NaN 
     sig = short_signal.reindex(index).fillna(0.0).to_numpy(float)
     conf = short_confidence.reindex(index).fillna(0.0).to_numpy(float)
     return pd.Series(_time_entries(want.to_numpy(float), sig, conf, float(s.short_threshold)), index, name="target")
+
+# %% ../nbs/06b_signals.ipynb #f65c3108
+def long_view(long_target:pd.Series, # target leverage per long decision bar (index: that bar's open time)
+              index:pd.DatetimeIndex, # open times of the finer bars traded (e.g. one-minute bars)
+              bar:str="1h", # the long decision bars' interval
+              lag:str="1min", # delay after the decision bar's close before its target applies
+             ) -> pd.Series:
+    "The long targets on the bars of `index`: each from the first bar opening at or after its decision bar's close + `lag` (NaN before)."
+    if not long_target.index.is_monotonic_increasing: raise ValueError("long_target's index must be increasing")
+    if len(index) and not index.is_monotonic_increasing: raise ValueError("index must be increasing")
+    shift = pd.Timedelta(bar) + pd.Timedelta(lag)
+    if shift <= pd.Timedelta(0): raise ValueError(f"bar + lag must be > 0, got {bar} + {lag}")
+    known = pd.Series(long_target.to_numpy(float), long_target.index + shift)
+    known = known[~known.index.duplicated(keep="last")]
+    pos = known.index.searchsorted(index, side="right") - 1 # the last decision known by each bar's open
+    return pd.Series(np.where(pos >= 0, known.to_numpy()[np.maximum(pos, 0)], np.nan), index, name="long_view")
+
+# %% ../nbs/06b_signals.ipynb #cf366cb5
+class EntryTimer:
+    "Rule 4 one bar at a time: `step(want, signal, confidence)` gives the bar's target leverage (as `time_entries`)."
+    def __init__(self, threshold:float): # short-signal confidence needed, in [0, 1]
+        if not 0 <= threshold <= 1: raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.threshold, self.held = float(threshold), 0.0
+    def __repr__(self): return f"EntryTimer(threshold={self.threshold}, held={self.held:+.4f})"
+    def step(self, want:float, # the long view's leverage at this bar (NaN: none yet)
+             signal:float, # the short signal: +1 / -1 / 0
+             confidence:float, # its confidence, in [0, 1]
+            ) -> float:
+        "This bar's target leverage; the state moves on."
+        self.held = float(_time_entries(np.array([want], float), np.array([signal], float), np.array([confidence], float),
+                                        self.threshold, self.held)[0])
+        return self.held

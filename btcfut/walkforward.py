@@ -145,12 +145,13 @@ def _dask_client(cluster:int|str, timeout:float):
         raise ConnectionError(f"no Dask scheduler reachable at {cluster!r} within {timeout:g} s ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/02b_walkforward.ipynb #4e81566f
-def _ship(client, shared:Any, attempts:int=5):
-    "Scatter `shared` to every worker; a worker closing meanwhile (one that died) is waited out and retried."
+def _ship(client, shared:Any, attempts:int=8):
+    "Scatter `shared` to every worker; a worker closing or restarting meanwhile (one that died) is waited out and retried."
     for a in range(attempts):
         try: return client.scatter([shared], broadcast=True)[0]
-        except OSError: # distributed's CommClosedError
+        except (OSError, KeyError, TimeoutError, asyncio.CancelledError) as e: # CommClosedError; a worker gone while the scheduler replicates
             if a == attempts - 1: raise
+            _log.warning(f"scatter to the workers failed ({type(e).__name__}: {e}); retry {a + 1} of {attempts - 1}")
             time.sleep(0.5*(a + 1))
 
 def run_tasks(fn:Callable[[Any, Any], Any], # fn(item, shared) -> result; must be picklable for a cluster
