@@ -3,7 +3,7 @@ reaching the exchange, and the process's memory growth over a long replay.
 
 The loopback fake exchange serves the bundled real BTCUSDT 1m bars and replays them through its websocket at `--speed`
 data seconds per second (one contiguous stretch: 2023-07-19 .. 2023-08-16). The loop (`btcfut.live.replay_session`)
-decides every closed bar: incremental features, the signal (the fallback rule: no model directory), sizing, risk, and a
+decides every closed bar: incremental features, the signal (the fallback rule, or `--model DIR`: a short model with its baseline), sizing, risk, and a
 MARKET order sent to the fake over REST through `BinanceExecutor` (testnet mode, the fake's keys) whenever the target
 changes. Latency per order: from the kline message's arrival (read off the socket) to the fake's answer to the order
 (so it includes the REST round trip of the position and balance reads and of the order itself). RSS is sampled every
@@ -13,6 +13,13 @@ before the replay (the loop itself keeps only the last `live.max_decisions`). Th
 every row). The fake exchange runs in the same process and keeps every order and fill it saw, as an exchange does.
 
 Prints progress to stderr and one JSON object as the last line of stdout.
+With `--breakdown`: where each decision's time goes, per stage (mean and p50 in ms over the decisions that sent an
+order, and over all): `wait` (from the kline's arrival to the decision starting on the exchange thread: the queue,
+the thread hand-over, a funding fetch), `features` (the streaming feature update), `signal` (the window frame and the
+predictor), `account` (position and balance reads), `risk`, `order` (checks, journal rows before and after, the REST
+order), then `record` (the decision's journal row and metrics, after the latency is taken) and `reconcile`; nested
+calls (journal writes, each REST call) are listed as `stage/call`. The timers cost a little and keep one record per
+decision, so the RSS figures of a `--breakdown` run are not the bench's.
 Run: `.venv/bin/python bench/live.py` (a day, about a minute); `--days 7` for a replayed week; `--paper` for orders
 to an in-process paper account instead of the fake.
 """
@@ -36,6 +43,62 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"): return int(line.split()[1]) / 1024
     return float("nan")
 
+class Breakdown:
+    "Per-decision stage timers, installed on the classes the loop uses (a bench-only instrument)."
+    def __init__(self):
+        self.stack, self.cur, self.records, self.arrived = [], None, [], None
+    def wrap(self, cls, name, label):
+        f = getattr(cls, name); bd = self
+        def timed(*x, **k):
+            if bd.cur is None: return f(*x, **k) # outside a decision (warm-up, user events)
+            key = f"{bd.stack[-1]}/{label}" if bd.stack else label
+            bd.stack.append(label); t = time.perf_counter()
+            try: return f(*x, **k)
+            finally: bd.stack.pop(); bd.cur[key] = bd.cur.get(key, 0.0) + (time.perf_counter() - t) * 1e3
+        setattr(cls, name, timed)
+    def install(self, paper:bool):
+        from btcfut.live import LiveLoop
+        from btcfut.features import FeatureState
+        from btcfut.execution.journal import Journal
+        from btcfut.models.serve import ShortPredictor
+        ex = __import__("btcfut.execution.paper" if paper else "btcfut.execution.binance", fromlist=["x"])
+        ex = ex.PaperExecutor if paper else ex.BinanceExecutor
+        on_bar, bd = LiveLoop.on_bar, self
+        def timed_bar(lp, bar, arrived=None):
+            t = time.perf_counter(); bd.cur, bd.stack = {"wait": (t - arrived) * 1e3 if arrived is not None else 0.0}, []
+            try: return on_bar(lp, bar, arrived)
+            finally:
+                bd.cur["on_bar"] = (time.perf_counter() - t) * 1e3; bd.records.append(bd.cur); bd.cur = None
+        LiveLoop.on_bar = timed_bar
+        for cls, name, label in [(FeatureState, "update", "features"), (LiveLoop, "_signal", "signal"),
+                                 (ShortPredictor, "predict", "predict"), (ex, "position", "account"), (ex, "balance", "account"),
+                                 (LiveLoop, "_target", "risk"), (LiveLoop, "_send", "order"), (LiveLoop, "_record", "record"),
+                                 (LiveLoop, "_reconcile", "reconcile"), (Journal, "append", "journal.append"),
+                                 (Journal, "rows", "journal.rows")] + ([(ex, "on_bar", "paper.on_bar")] if paper else []):
+            self.wrap(cls, name, label)
+        if not paper:
+            call = ex._call
+            def timed_call(x, fn, **params):
+                if bd.cur is None: return call(x, fn, **params)
+                key = f"{bd.stack[-1]}/rest.{fn}" if bd.stack else f"rest.{fn}"; t = time.perf_counter()
+                try: return call(x, fn, **params)
+                finally: bd.cur[key] = bd.cur.get(key, 0.0) + (time.perf_counter() - t) * 1e3
+            ex._call = timed_call
+    def table(self, ordered:np.ndarray) -> dict:
+        "Stage -> {mean, p50} ms over the decisions that ordered and over all; `other` = on_bar less its stages."
+        recs = self.records[:len(ordered)]
+        keys = sorted({k for r in recs for k in r}, key=lambda k: (k.split("/")[0], k))
+        def stats(rs):
+            if not rs: return {}
+            out = {}
+            for k in keys:
+                v = np.array([r.get(k, 0.0) for r in rs])
+                out[k] = {"mean": round(float(v.mean()), 3), "p50": round(float(np.median(v)), 3)}
+            top = np.array([r["on_bar"] - sum(v for k, v in r.items() if "/" not in k and k not in ("on_bar", "wait")) for r in rs])
+            out["other"] = {"mean": round(float(top.mean()), 3), "p50": round(float(np.median(top)), 3)}
+            return out
+        return {"orders": stats([r for r, o in zip(recs, ordered) if o]), "all": stats(recs)}
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--start", default="2023-07-20 00:00", help="first live bar, UTC")
@@ -43,6 +106,8 @@ def main():
     ap.add_argument("--speed", type=float, default=3000.0, help="data seconds per wall second")
     ap.add_argument("--sample", type=int, default=500, help="bars between RSS samples")
     ap.add_argument("--paper", action="store_true", help="orders to a paper account instead of the fake over REST")
+    ap.add_argument("--model", default=None, help="model directory with short/ and baseline/ (`btcfut train short`); default: the fallback rule")
+    ap.add_argument("--breakdown", action="store_true", help="time each decision's stages (see the module's text)")
     ap.add_argument("--memory-journal", action="store_true", help="journal in memory (it then grows in RSS) instead of a file in a temporary directory")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(name)s %(message)s")
@@ -54,12 +119,14 @@ def main():
         lat_all[n[0]], ordered[n[0]] = d.latency_ms, bool(d.order_qty)
         n[0] += 1
         if n[0] % a.sample == 0: rss.append(rss_mb()); log(f"{n[0]} bars, rss {rss[-1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
+    bd = Breakdown() if a.breakdown else None
+    if bd is not None: bd.install(a.paper)
     t0 = time.perf_counter()
     cfg = Config.load()
     tmp = tempfile.TemporaryDirectory()
     journal = Journal("sqlite://" if a.memory_journal else f"sqlite:///{tmp.name}/journal.sqlite", cfg=cfg)
     lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg), start, end, a.speed, cfg, journal=journal,
-                                    exchange=not a.paper, on_decision=on_decision))
+                                    exchange=not a.paper, on_decision=on_decision, model_dir=a.model))
     wall = time.perf_counter() - t0
     all_lat = lat_all[:n[0]]; lat = all_lat[ordered[:n[0]]]
     pct = lambda x, q: round(float(np.percentile(x, q)), 2) if len(x) else None
@@ -70,7 +137,12 @@ def main():
            "slowest_decisions": [(int(i), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]],
            "rss_start_mb": round(rss[0], 1) if rss else None, "rss_end_mb": round(rss_mb(), 1),
            "rss_growth_mb": round(rss_mb() - rss[0], 1) if rss else None, "rss_samples_mb": [round(x, 1) for x in rss],
-           "summary": lp.summary, "cpu_count": os.cpu_count()}
+           "model": a.model or "none (the fallback rule)", "summary": lp.summary, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    if bd is not None:
+        out["breakdown_ms"] = bd.table(ordered[:n[0]])
+        for part in ("orders", "all"):
+            log(f"stage breakdown, decisions with {'an order' if part == 'orders' else 'or without one'} (mean / p50 ms):")
+            for k, v in out["breakdown_ms"][part].items(): log(f"  {k:48s} {v['mean']:8.3f} {v['p50']:8.3f}")
     print(json.dumps(out, default=str))
 
 if __name__ == "__main__":

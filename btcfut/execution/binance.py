@@ -6,7 +6,7 @@ errors are handled as Binance asks."""
 
 # %% ../../nbs/07_execution.binance.ipynb #d6ec037b
 from __future__ import annotations
-import logging, threading, time
+import logging, math, os, threading, time
 from typing import Callable, Mapping
 import requests
 from binance.client import Client
@@ -18,8 +18,9 @@ from .orders import (CONDITIONAL, OPEN_STATES, OrderExecutor, OrderRefused, Orde
 from .journal import EventKind, Journal
 
 # %% auto #0
-__all__ = ['log', 'CLOCK_ERROR', 'NO_SUCH_ORDER', 'NO_CHANGE', 'THIRD_PARTY_LOGGERS', 'Outcome', 'outcome_of', 'UnknownOutcome',
-           'TrafficStopped', 'ExchangeRejected', 'RedactingFilter', 'install_redaction', 'BinanceExecutor', 'report_of']
+__all__ = ['log', 'CLOCK_ERROR', 'NO_SUCH_ORDER', 'NO_CHANGE', 'THIRD_PARTY_LOGGERS', 'MARK_MAX_AGE_S', 'Outcome', 'outcome_of',
+           'UnknownOutcome', 'TrafficStopped', 'ExchangeRejected', 'RedactingFilter', 'install_redaction',
+           'BinanceExecutor', 'environment_once', 'report_of']
 
 # %% ../../nbs/07_execution.binance.ipynb #04b04f23
 log = get_logger(__name__)
@@ -86,6 +87,7 @@ class BinanceExecutor(OrderExecutor):
         self.mode, self.x, self.sleep = mode, cfg.execution, sleep
         self.base_url = (base_url or (self.x.testnet_url if mode == "testnet" else self.x.live_url)).rstrip("/")
         self.client = Client(key, secret, ping=False, requests_params={"timeout": self.x.timeout_s})
+        environment_once(self.client.session, self.base_url)
         self.client.FUTURES_URL, self.client.FUTURES_DATA_URL = self.base_url + "/fapi", self.base_url + "/futures/data"
         self.recv_window_ms = int(cfg.exchange.recv_window_ms)
         self.client.REQUEST_RECVWINDOW = self.recv_window_ms
@@ -94,8 +96,21 @@ class BinanceExecutor(OrderExecutor):
         self.unresolved:set[str] = set() # client ids whose outcome is unknown
         self.stopped, self.blocked = False, "" # 418 seen; why trading is refused (reconciliation)
         self.fill_lock = threading.Lock() # journaling of fills (REST backfill and user stream)
+        self.marks:dict[str,tuple[float,float]] = {} # symbol -> (monotonic s, mark price) from the last position read
+        self.mark_max_age_s = float(cfg.get("execution.mark_max_age_s", MARK_MAX_AGE_S))
 
     def __repr__(self): return f"BinanceExecutor({self.mode}, {self.base_url}, unresolved={sorted(self.unresolved)}, stopped={self.stopped})"
+
+# %% ../../nbs/07_execution.binance.ipynb #4f401792
+def environment_once(session:requests.Session, # the python-binance client's session
+                     url:str, # the exchange's base URL
+                    ) -> requests.Session:
+    "Take the environment's proxies and CA bundle for `url` now, and stop `session` from reading them per request."
+    session.proxies.update(requests.utils.get_environ_proxies(url)) # {} when NO_PROXY covers `url`
+    ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca: session.verify = ca
+    session.trust_env = False
+    return session
 
 # %% ../../nbs/07_execution.binance.ipynb #f96b222f
 @patch
@@ -131,6 +146,8 @@ def resync(self:BinanceExecutor) -> int:
     return self.client.timestamp_offset
 
 # %% ../../nbs/07_execution.binance.ipynb #ca237382
+MARK_MAX_AGE_S = 1.0 # a mark price read with the position this recently serves a market order's filter check, s
+
 @patch
 def connect(self:BinanceExecutor, symbol:str) -> SymbolFilters:
     "Load `symbol`'s filters from `exchangeInfo` (raises `OrderRefused('SYMBOL')` for a symbol the exchange lacks)."
@@ -138,9 +155,15 @@ def connect(self:BinanceExecutor, symbol:str) -> SymbolFilters:
     return self.filters[symbol]
 
 @patch
+def _note_mark(self:BinanceExecutor, symbol:str, row:dict|None):
+    "Keep the mark price a position row carries (with its time), for the filter check of a market order."
+    if row and row.get("markPrice") not in (None, "", "0"): self.marks[symbol] = (time.monotonic(), float(row["markPrice"]))
+
+@patch
 def position(self:BinanceExecutor, symbol:str) -> tuple[float, float]:
     rows = self._call("futures_position_information", symbol=symbol)
     r = next((x for x in rows if x.get("symbol") == symbol), None)
+    self._note_mark(symbol, r)
     return (float(r["positionAmt"]), float(r["entryPrice"])) if r else (0.0, 0.0)
 
 @patch
@@ -148,7 +171,22 @@ def balance(self:BinanceExecutor) -> float:
     return sum(float(b["balance"]) for b in self._call("futures_account_balance") if b.get("asset") == "USDT")
 
 @patch
+def account(self:BinanceExecutor, symbol:str) -> tuple[float, float, float]: # (qty BTC signed, entry price, wallet USDT)
+    "Position and USDT wallet from one `/fapi/v2/account` request (the same numbers as `position` and `balance`)."
+    a = self._call("futures_account")
+    r = next((x for x in a.get("positions", []) if x.get("symbol") == symbol), None)
+    self._note_mark(symbol, r)
+    wallet = sum(float(b["walletBalance"]) for b in a.get("assets", []) if b.get("asset") == "USDT")
+    return (float(r["positionAmt"]), float(r["entryPrice"]), wallet) if r else (0.0, 0.0, wallet)
+
+@patch
 def mark_price(self:BinanceExecutor, symbol:str) -> float: return float(self._call("futures_mark_price", symbol=symbol)["markPrice"])
+
+@patch
+def _reference(self:BinanceExecutor, symbol:str) -> float:
+    "The mark price for a market order's filter check: the one a position read brought back under `mark_max_age_s` ago, else asked for."
+    t, px = self.marks.get(symbol, (-math.inf, math.nan))
+    return px if time.monotonic() - t <= self.mark_max_age_s else self.mark_price(symbol)
 
 @patch
 def open_orders(self:BinanceExecutor, symbol:str) -> list[dict]: return self._call("futures_get_open_orders", symbol=symbol)
@@ -197,7 +235,7 @@ def _checks(self:BinanceExecutor, r:OrderRequest):
         self._refuse(r, "IN_FLIGHT", f"outcome of {sorted(self.unresolved)} unknown: resolve before new orders")
     try: f = self.filters.get(r.symbol) or self.connect(r.symbol)
     except OrderRefused as e: self._refuse(r, e.filter, str(e).split(": ", 1)[1])
-    ref = r.price or r.stop_price or self.mark_price(r.symbol)
+    ref = r.price or r.stop_price or self._reference(r.symbol)
     pos = self.position(r.symbol)[0] if (r.reduce_only or r.close_position) else 0.0
     try: f.check(r, ref, pos)
     except OrderRefused as e: self._refuse(r, e.filter, str(e).split(": ", 1)[1])

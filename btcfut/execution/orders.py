@@ -198,6 +198,9 @@ class OrderExecutor:
     def open_orders(self, symbol:str) -> list[dict]: raise NotImplementedError
     def position(self, symbol:str) -> tuple[float, float]: raise NotImplementedError # (qty BTC signed, entry price)
     def balance(self) -> float: raise NotImplementedError # wallet, USDT
+    def account(self, symbol:str) -> tuple[float, float, float]: # (qty BTC signed, entry price, wallet USDT)
+        "Position and wallet together; a backend that can read both at once (one request) does."
+        return (*self.position(symbol), self.balance())
     def set_leverage(self, symbol:str, leverage:int) -> None: raise NotImplementedError
     def set_margin_type(self, symbol:str, margin_type:str) -> None: raise NotImplementedError
 
