@@ -492,6 +492,11 @@ def _oi_features(self:FeatureState, open_interest, close_ms:np.ndarray, ops:_Ops
     return out
 
 # %% ../nbs/02_features.ipynb #51ba769e
+def _readonly(x) -> np.ndarray:
+    "A contiguous float64 read-only view of `x`: batch and bar-by-bar calls then share the kernels' compiled versions."
+    a = np.ascontiguousarray(x, np.float64).view(); a.flags.writeable = False
+    return a
+
 @patch
 def run(self:FeatureState,
         bars:pd.DataFrame, # canonical OHLCV bars, continuing after the last bar this state has seen
@@ -504,7 +509,7 @@ def run(self:FeatureState,
     check_bars(bars, self._need())
     if self.last_time is None: self._start(bars, funding, open_interest, premium)
     elif bars.index[0] <= self.last_time: raise ValueError(f"bars: must continue after {self.last_time}; got a bar at {bars.index[0]}")
-    cols = {k: np.ascontiguousarray(bars[k].to_numpy(np.float64)) for k in self._need()}
+    cols = {k: _readonly(bars[k].to_numpy(np.float64)) for k in self._need()}
     out = self._step(cols, time_to_ms(bars.index), funding, open_interest, premium)
     self.last_time = bars.index[-1]
     return pd.DataFrame(out, index=bars.index.copy(), copy=False) # one block per column: no copy
@@ -582,7 +587,7 @@ def update(self:FeatureState,
     need = self._need()
     missing = [k for k in need if k not in bar.index]
     if missing: raise ValueError(f"bar: missing fields {missing}")
-    cols = {k: np.array([float(bar[k])]) for k in need}
+    cols = {k: _readonly([float(bar[k])]) for k in need}
     o, h, l, c, v = (cols[k][0] for k in ("open", "high", "low", "close", "volume"))
     if not all(np.isfinite(x) and x > 0 for x in (o, h, l, c)): raise ValueError(f"bar {t}: prices must be finite and > 0, got {o, h, l, c}")
     if not (l <= min(o, c) and h >= max(o, c)): raise ValueError(f"bar {t}: inconsistent OHLC: open {o} high {h} low {l} close {c}")

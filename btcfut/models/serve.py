@@ -77,11 +77,18 @@ def decision_rows(frame:pd.DataFrame, # feature frame, index = bar open time (UT
     return ends
 
 # %% ../../nbs/03_models.serve.ipynb #63c6f980
+def _positions(columns:pd.Index, names:list) -> np.ndarray:
+    "Positions of `names` in `columns`; a dictionary of unique labels is quicker than `Index.get_indexer` for one window."
+    if not columns.is_unique: return columns.get_indexer(names)
+    at = {c: i for i, c in enumerate(columns)}
+    return np.array([at[c] for c in names], np.intp)
+
 def window_values(frame:pd.DataFrame, features:list, ends:np.ndarray, lookback:int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     "Values `(rows, features)` covering the windows, the windows' ends within them, and those rows of `frame`."
-    lo = int(ends.min()) - lookback + 1; sub = frame.iloc[lo:int(ends.max()) + 1]
-    cols = sub.columns.get_indexer(features)
-    x = sub.to_numpy(np.float64)[:, cols] if (sub.dtypes == np.float64).all() else sub[features].to_numpy(np.float64)
+    lo, hi = int(ends.min()) - lookback + 1, int(ends.max()) + 1
+    sub = frame if lo == 0 and hi == len(frame) else frame.iloc[lo:hi]
+    try: x = sub.to_numpy(np.float64)[:, _positions(sub.columns, features)] # one block: the live frame is all float64
+    except (TypeError, ValueError): x = sub[features].to_numpy(np.float64) # another column is not numeric
     e = ends - lo
     inwin = np.zeros(len(sub), bool)
     for a in e: inwin[a - lookback + 1:a + 1] = True
