@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from btcfut.core import Config
 from btcfut.execution.journal import Journal
 from btcfut.fakex import replay_fake
-from btcfut.live import replay_session
+from btcfut.live import replay_session, short_predictor, warm_bars_for
 
 def log(*a): print(*a, file=sys.stderr, flush=True)
 
@@ -125,7 +125,8 @@ def main():
     cfg = Config.load()
     tmp = tempfile.TemporaryDirectory()
     journal = Journal("sqlite://" if a.memory_journal else f"sqlite:///{tmp.name}/journal.sqlite", cfg=cfg)
-    lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg), start, end, a.speed, cfg, journal=journal,
+    warm = 300 if a.model is None else warm_bars_for(short_predictor(a.model), cfg) # bars the fake serves before the start
+    lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg, warm=warm), start, end, a.speed, cfg, journal=journal,
                                     exchange=not a.paper, on_decision=on_decision, model_dir=a.model))
     wall = time.perf_counter() - t0
     all_lat = lat_all[:n[0]]; lat = all_lat[ordered[:n[0]]]
