@@ -24,7 +24,7 @@ Run: `.venv/bin/python bench/live.py` (a day, about a minute); `--days 7` for a 
 to an in-process paper account instead of the fake.
 """
 from __future__ import annotations
-import argparse, asyncio, json, logging, os, sys, tempfile, time
+import argparse, asyncio, json, logging, math, os, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -112,12 +112,13 @@ def main():
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(name)s %(message)s")
     start = pd.Timestamp(a.start, tz="UTC"); end = start + pd.Timedelta(days=a.days)
-    rss, n = [], [0]
+    rss, n, cpu0 = [], [0], [math.nan]
     size = int((end - start) / pd.Timedelta(minutes=1)) + 1
     lat_all, ordered = np.full(size, np.nan), np.zeros(size, bool) # allocated up front: the bench itself does not grow
     def on_decision(d):
         lat_all[n[0]], ordered[n[0]] = d.latency_ms, bool(d.order_qty)
         n[0] += 1
+        if n[0] == 1: cpu0[0] = time.process_time()
         if n[0] % a.sample == 0: rss.append(rss_mb()); log(f"{n[0]} bars, rss {rss[-1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
     bd = Breakdown() if a.breakdown else None
     if bd is not None: bd.install(a.paper)
@@ -133,6 +134,7 @@ def main():
     pct = lambda x, q: round(float(np.percentile(x, q)), 2) if len(x) else None
     out = {"bench": "live", "start": str(start), "end": str(end), "bars": lp.stats["bars"], "journal": "memory" if a.memory_journal else "sqlite file", "orders": int(len(lat)),
            "executor": "paper" if a.paper else "BinanceExecutor → fake over loopback REST", "speed": a.speed, "wall_s": round(wall, 1),
+           "cpu_ms_per_bar": round((time.process_time() - cpu0[0]) / max(n[0] - 1, 1) * 1e3, 2), # the whole process (fake included), after the first decision
            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": round(float(lat.max()), 2) if len(lat) else None,
            "decision_p50_ms": pct(all_lat, 50), "decision_p99_ms": pct(all_lat, 99),
            "slowest_decisions": [(int(i), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]],
