@@ -71,7 +71,7 @@ class Breakdown:
                 bd.cur["on_bar"] = (time.perf_counter() - t) * 1e3; bd.records.append(bd.cur); bd.cur = None
         LiveLoop.on_bar = timed_bar
         for cls, name, label in [(FeatureState, "update", "features"), (LiveLoop, "_signal", "signal"),
-                                 (ShortPredictor, "predict", "predict"), (ex, "position", "account"), (ex, "balance", "account"),
+                                 (ShortPredictor, "predict", "predict"), (ex, "position", "account"), (ex, "balance", "account"), (ex, "account", "account"),
                                  (LiveLoop, "_target", "risk"), (LiveLoop, "_send", "order"), (LiveLoop, "_record", "record"),
                                  (LiveLoop, "_reconcile", "reconcile"), (Journal, "append", "journal.append"),
                                  (Journal, "rows", "journal.rows")] + ([(ex, "on_bar", "paper.on_bar")] if paper else []):
