@@ -12,7 +12,9 @@ from enum import StrEnum
 import aiohttp, numpy as np, pandas as pd
 from fastcore.basics import patch
 from .core import Config, get_logger, interval_ms, time_to_ms
+from .data.store import resample_bars
 from .features import FeatureParams, FeatureState
+from .signals import EntryTimer, SignalSettings, long_targets
 from .sizing import PositionSizer, RiskManager
 from .execution.orders import OrderExecutor, OrderRefused, OrderRequest, OrderState, OrderType, Side, client_order_id
 from .execution.journal import EventKind, Journal
@@ -23,10 +25,11 @@ from .monitoring.metrics import MetricsCollector
 from .monitoring.server import HealthState
 
 # %% auto #0
-__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'FUNDING_PAGE', 'RULE_FEATURE', 'FUNDING_EVERY_MS', 'BAN_S', 'ROLLOVER_WAIT_S',
-           'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays', 'kline_bar', 'fetch_bars',
-           'funding_frame', 'fetch_funding', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop', 'feature_warmup',
-           'warm_bars_for', 'bars_frame', 'paper_loop', 'short_predictor', 'session_summary', 'replay_session',
+__all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'FUNDING_PAGE', 'RULE_FEATURE', 'LONG_LAG', 'FUNDING_EVERY_MS', 'BAN_S',
+           'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays', 'kline_bar',
+           'fetch_bars', 'funding_frame', 'fetch_funding', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
+           'HourBars', 'hour_bar', 'feature_warmup', 'warm_bars_for', 'bars_frame', 'paper_loop', 'long_predictor',
+           'warm_hours_for', 'LongCall', 'short_predictor', 'session_summary', 'warm_session', 'replay_session',
            'recent_bars', 'exchange_urls', 'exchange_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
@@ -167,6 +170,8 @@ class Decision:
     latency_ms:float = 0.0 # from the kline's arrival to the executor's answer
     equity:float = math.nan # account equity at the bar's close, USDT
     want_qty:float = 0.0 # the sizing rule's position for `signal`, before risk and breakers, BTC
+    leverage:float = math.nan # with a long model: the combined rule's target, fraction of equity (NaN: the short model alone)
+    long_view:float = math.nan # with a long model: the long view at this bar, fraction of equity (NaN: no forecast yet)
 
 # %% ../nbs/09_live.ipynb #27933e3c
 class FillBook:
@@ -196,6 +201,7 @@ class LiveLoop:
                  cfg:Config|None=None, journal:Journal|None=None, metrics:MetricsCollector|None=None,
                  breakers:Breakers|None=None, health:HealthState|None=None,
                  predictor=None, # a `ShortPredictor`; None = the fallback rule
+                 long_predictor=None, # a `LongPredictor` (hourly forecasts, see below); None = the short model alone
                  symbol:str="BTCUSDT", interval:str="1m",
                  history_bars:int=300): # feature rows kept for the predictor's windows
         self.cfg = cfg = cfg or Config.load()
@@ -218,13 +224,14 @@ class LiveLoop:
         self.received, self.mark, self.funding_rate, self.last_trade = Counter(), math.nan, 0.0, (0, math.nan)
         self.strategy = cfg.get("execution.strategy", "btcfut")
         self.hold_bars = self._hold_bars() if predictor is not None else 1
-        if getattr(predictor, "model", None) is not None: # one window per bar: more threads only contend (the process is the loop's)
+        if any(getattr(p, "model", None) is not None for p in (predictor, long_predictor)): # one window per bar: more threads only contend (the process is the loop's)
             import torch; torch.set_num_threads(int(lv.torch_threads))
         self._held, self._reconciled_at, self._listen_key = None, -math.inf, None
         self.data_clock = False # True in replays: the daily-loss breaker's UTC days follow the bars' close times, not the wall clock
         self._funding_last_ms = self._funding_due_ms = self._funding_step_ms = self._funding_new = self._funding_late = None # see `_refresh_funding`
         self.on_decision = None # called with each `Decision` (console output)
-        if predictor is None: _log.warning("no short model given: the fallback rule decides", extra={"fields": {"rule": f"sign of {RULE_FEATURE}"}})
+        self._init_long(long_predictor)
+        if predictor is None and long_predictor is None: _log.warning("no short model given: the fallback rule decides", extra={"fields": {"rule": f"sign of {RULE_FEATURE}"}})
     def __repr__(self): return f"LiveLoop({self.symbol} {self.interval}, {self.stats['bars']} decisions, {self.builder!r})"
 
 # %% ../nbs/09_live.ipynb #d6a1cb8c
@@ -235,6 +242,52 @@ def _hold_bars(self:LiveLoop) -> int:
     if m is not None: return int(m.params.horizon)
     from btcfut.models.short import ShortParams
     return int(ShortParams.from_config(self.cfg).horizon)
+
+# %% ../nbs/09_live.ipynb #c562b58f
+class HourBars:
+    "The closed bars of the hour under way: `add` hands back an hour's bars once its last one is taken."
+    def __init__(self, interval:str="1m", # the bars taken
+                 hour:str="1h"): # the long model's bars: a whole number of `interval` bars that divides a day
+        self.interval, self.hour, self.step_ms, self.hour_ms, self.minutes = interval, hour, interval_ms(interval), interval_ms(hour), []
+        if self.hour_ms <= self.step_ms or self.hour_ms % self.step_ms or 86_400_000 % self.hour_ms:
+            raise ValueError(f"{hour} bars cannot be built from {interval} bars: need a longer interval of whole {interval} bars that divides a day")
+    def __repr__(self): return f"HourBars({self.interval} -> {self.hour}, {len(self.minutes)} bars of the one under way)"
+
+    def add(self, bar:dict) -> list[list[dict]]: # the bars of each hour `bar` completes, oldest first
+        "Take the next closed bar: an hour is complete with its last bar, or when a later hour's bar comes first (a gap)."
+        done = []
+        if self.minutes and bar["open_ms"] // self.hour_ms != self.minutes[0]["open_ms"] // self.hour_ms: done.append(self.minutes); self.minutes = []
+        self.minutes.append(bar)
+        if (bar["open_ms"] + self.step_ms) % self.hour_ms == 0: done.append(self.minutes); self.minutes = []
+        return done
+
+def hour_bar(minutes:list[dict], # one hour's closed bars (`parse_kline`), oldest first
+             interval:str="1m", hour:str="1h") -> pd.DataFrame: # one row
+    "The hour's bar as `resample_bars` aggregates its bars (open first, high max, low min, close last, sums), some missing or not."
+    return resample_bars(bars_frame(minutes), hour, interval, complete="keep")
+
+
+# %% ../nbs/09_live.ipynb #81b5a95d
+LONG_LAG = "1min" # a long forecast is traded from the bar opening this long after its hour's close (as `long_view`)
+
+@patch
+def _init_long(self:LiveLoop, long_predictor):
+    "The long model's parts: hours built from the bars taken, their features, a worker thread for the forecasts, the entry timer."
+    self.long_predictor, self.stats["long_sources"], self.stats["long_waits"] = long_predictor, Counter(), 0
+    self.strategy_name = (("short" if self.predictor is not None else "rule") if long_predictor is None else
+                          "long+short" if self.predictor is not None else "long")
+    if long_predictor is None: return
+    lc = getattr(long_predictor.model, "lc", None) # None: no model loaded, the chain answers flat
+    self.long_interval, self.long_lookback = (lc.interval, int(lc.lookback)) if lc is not None else ("1h", 1)
+    self.hours, self.long_features = HourBars(self.interval, self.long_interval), FeatureState(self.cfg, self.long_interval)
+    self.long_rows:deque = deque(maxlen=self.long_lookback)
+    self.signal_settings = SignalSettings.from_config(self.cfg)
+    self.timer = EntryTimer(self.signal_settings.short_threshold)
+    self._long_pool = ThreadPoolExecutor(1, thread_name_prefix="btcfut-long") # forecasts off the decision path, in order
+    self._long_jobs, self._long_fund, self._long_view, self._long_closes = deque(), None, math.nan, {}
+    self._lag_ms = int(pd.Timedelta(LONG_LAG) / pd.Timedelta(milliseconds=1))
+    _log.info("long model in the loop", extra={"fields": {"strategy": self.strategy_name, "interval": self.long_interval, "model": lc is not None}})
+
 
 # %% ../nbs/09_live.ipynb #4861d7c3
 def _walk(n:int, start:pd.Timestamp, interval:str) -> pd.DataFrame:
@@ -303,8 +356,9 @@ def bars_frame(bars:list[dict]) -> pd.DataFrame:
 @patch
 def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the first live bar
             funding:pd.DataFrame|None=None, # funding events up to the last bar's close (`fetch_funding`); None: no funding features
+            hours:pd.DataFrame|None=None, # with a long model: its bars closed before the hour under way (`warm_hours_for`)
            ) -> pd.DataFrame:
-    "Start the feature state on `history` (and `funding`); the next bar taken must follow its last one."
+    "Start the feature state on `history` (and `funding`; with a long model, its state on `hours`); the next bar taken must follow the last one."
     f = self.features.run(history, funding); self.warm_rows = len(history)
     if self.predictor is not None: # the first live window holds the last lookback - 1 of these rows
         tail = f.reindex(columns=list(self.predictor.features)).iloc[-max(1, int(self.predictor.lookback) - 1):]
@@ -317,28 +371,31 @@ def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the fir
         self._funding_due_ms = _funding_due(self._funding_last_ms, self._funding_step_ms) if len(funding) else 0
     self.rows.extend(f.iloc[i] for i in range(max(0, len(f) - self.rows.maxlen), len(f)))
     self.builder.last_open_ms = int(time_to_ms(history.index[-1:])[0])
+    if self.long_predictor is not None: self._warm_long(history, hours, funding)
     return f
 
 # %% ../nbs/09_live.ipynb #252273ee
 @patch
 async def history_funding(self:LiveLoop, session, # an aiohttp.ClientSession
                           base_url:str, bars:pd.DataFrame, # the warm-up bars
+                          since=None, # an earlier first bar that needs the events too (the long model's first hour); None: `bars`' first
                          ) -> pd.DataFrame|None: # None when the features read no funding
     "The funding events `warm_up` takes with `bars`: up to the last bar's close, the longest funding window's before the first."
     if "funding" not in self.features.families: return None
     t = time_to_ms(bars.index[[0, -1]])
+    if since is not None: t[0] = min(int(t[0]), time_to_ms(since))
     n = max(self.features.params.windows["funding_sum_windows"], default=1) + 2 # and two more: the first one's spacing is unknown
     return await fetch_funding(session, base_url, self.symbol, int(t[0]) - n * FUNDING_EVERY_MS, int(t[1]) + self.builder.interval_ms)
 
 # %% ../nbs/09_live.ipynb #b5736af1
 @patch
-def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
-    "The side of the last row from the predictor's chain, a confident call held `hold_bars` (metrics say which link answered)."
+def _predict_short(self:LiveLoop, row:pd.Series): # (`ShortPrediction` or None: no answer, the link that answered)
+    "The short chain's answer at the last row; None when no model is given (source `rule`) or the window cannot be read (`flat`)."
     t0 = time.perf_counter()
     if self.predictor is None: # counted as the chain's last link answering for a missing model; logged once, at start
         self.metrics.record_prediction("short", time.perf_counter() - t0, "flat")
         self.metrics.fallbacks.labels("short", "flat", "missing").inc()
-        return rule_signal(row), "rule"
+        return None, "rule"
     last = list(self.rows)[-int(self.predictor.lookback):] # the window only: a frame of a few rows is quick to build
     x = np.vstack([r.to_numpy() for r in last])
     frame = pd.DataFrame(x, index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
@@ -351,11 +408,17 @@ def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
         why = "nan" if nan else "raised"
         self.metrics.record_prediction("short", time.perf_counter() - t0, "flat"); self.metrics.record_fallback("short", "flat", why)
         _log.warning("short signal fallback", extra={"fields": {"link": "chain", "why": why, "detail": f"{type(e).__name__}: {e}"[:300]}})
-        sig, source = 0, "flat"
-    else:
-        self.metrics.record_prediction("short", time.perf_counter() - t0, p.source, key=int(time_to_ms(row.name)), proba=p.proba[-1])
-        for link, why in p.fallbacks: self.metrics.record_fallback("short", p.source, why.split(":")[0])
-        sig, source = int(p.signal[-1]), str(p.source)
+        return None, "flat"
+    self.metrics.record_prediction("short", time.perf_counter() - t0, p.source, key=int(time_to_ms(row.name)), proba=p.proba[-1])
+    for link, why in p.fallbacks: self.metrics.record_fallback("short", p.source, why.split(":")[0])
+    return p, str(p.source)
+
+@patch
+def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
+    "The side of the last row from the predictor's chain, a confident call held `hold_bars` (metrics say which link answered)."
+    p, source = self._predict_short(row)
+    if source == "rule": return rule_signal(row), source
+    sig = 0 if p is None else int(p.signal[-1])
     t = int(time_to_ms(row.name))
     if sig != 0: self._held = (sig, t)
     elif self._held is not None and t - self._held[1] < self.hold_bars * self.builder.interval_ms: sig = self._held[0]
@@ -423,24 +486,26 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
     row = self.features.update(pd.Series({c: bar[c] for c in _BAR_COLUMNS}, name=t), funding=fund); self.rows.append(row)
     price = bar["close"]; mark = self.mark if math.isfinite(self.mark) else price
     self.metrics.record_bar((bar["open_ms"] + self.builder.interval_ms) / 1e3, price, mark, now=now)
-    sig, source = self._signal(row)
+    if self.long_predictor is None: (sig, source), lev, view = self._signal(row), math.nan, math.nan
+    else: lev, view, source = self._combined(row, bar, fund); sig = int(np.sign(lev))
     try:
         current, entry = self.executor.position(self.symbol)
         equity = self.executor.balance() + current * (price - entry) # at the bar's close: the same with or without a missed mark update
     except Exception as e: # the account cannot be read (a ban, the network): nothing is sent
         self._failed("account read", e, now)
         return self._record(Decision(bar["open_ms"], sig, source, math.nan, blocked=f"account unavailable: {type(e).__name__}: {e}"[:300],
-                                     latency_ms=(time.perf_counter() - arrived) * 1e3), t, now, math.nan, mark)
+                                     latency_ms=(time.perf_counter() - arrived) * 1e3, leverage=lev, long_view=view), t, now, math.nan, mark)
     if not self.paper:
         self.breakers.record_success(now)
         if self.book is not None: self.breakers.check_position(self.book.qty, current, now)
     self.breakers.check_equity(equity, (bar["open_ms"] + self.builder.interval_ms) / 1e3 if self.data_clock else now); self.breakers.check_data(self.health.last_data_at or now, now)
-    want = 0.0 if sig == 0 else float(self.sizer.fixed_fraction(equity, price, side=sig))
+    if self.long_predictor is not None: want = float(self.sizer.finish(lev * equity / price, equity, price)) if lev else 0.0 # leverage × equity / price
+    else: want = 0.0 if sig == 0 else float(self.sizer.fixed_fraction(equity, price, side=sig))
     target, why = self._target(want, price, equity, current, row)
     qty, state = round(target - current, 9), ""
     if qty != 0: state = self._send(bar["open_ms"], qty, current)
     d = Decision(bar["open_ms"], sig, source, target, qty if qty != 0 and state != "REJECTED" else 0.0, why,
-                 (time.perf_counter() - arrived) * 1e3, equity, want)
+                 (time.perf_counter() - arrived) * 1e3, equity, want, lev, view)
     self.metrics.record_position(current, mark, equity, entry)
     self._record(d, t, now, current, mark)
     if now - self._reconciled_at >= self.reconcile_every_s: self._reconcile(now) # after the order: it does not delay it
@@ -450,8 +515,10 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
 @patch
 def _record(self:LiveLoop, d:Decision, t:pd.Timestamp, now:float, current:float, mark:float) -> Decision:
     "Journal, count and keep one decision."
-    self.journal.append(EventKind.DECISION, {"bar": str(t), "signal": d.signal, "source": d.source, "target_qty": d.target_qty,
-                                             "order_qty": d.order_qty, "blocked": d.blocked}, symbol=self.symbol)
+    p = {"bar": str(t), "strategy": self.strategy_name, "signal": d.signal, "source": d.source, "target_qty": d.target_qty,
+         "order_qty": d.order_qty, "blocked": d.blocked}
+    if self.long_predictor is not None: p.update(leverage=d.leverage, long_view=None if math.isnan(d.long_view) else d.long_view)
+    self.journal.append(EventKind.DECISION, p, symbol=self.symbol)
     self.metrics.record_decision(d.signal, now); self.metrics.record_breakers(self.breakers)
     s = self.stats; s["bars"] += 1; s["orders"] += bool(d.order_qty); s["first_bar"] = s["first_bar"] or d.open_ms
     s["signals"][{1: "long", -1: "short", 0: "flat"}[d.signal]] += 1; s["sources"][d.source] += 1
@@ -486,6 +553,133 @@ def paper_loop(start, # open time of the first live bar
     cfg = cfg or Config.load()
     journal = journal if journal is not None else Journal("sqlite://", cfg=cfg)
     return LiveLoop(PaperExecutor(pd.Timestamp(start), kw.get("interval", "1m"), capacity, journal=journal, cfg=cfg), cfg, journal, **kw)
+
+# %% ../nbs/09_live.ipynb #a55e3fca
+def long_predictor(model): # a `LongPredictor`, a model directory from `btcfut train long`, or None
+    "The long model behind its fallback chain, or None (the short model decides alone)."
+    if model is None: return None
+    from btcfut.models.serve import LongPredictor
+    return model if isinstance(model, LongPredictor) else LongPredictor(model)
+
+def warm_hours_for(long_predictor, # a `LongPredictor`
+                   cfg:Config|None=None) -> int:
+    "Long-model bars to warm up on: its features' warm-up × `live.warm_factor`, plus its window and one (the last two are forecast at the start)."
+    cfg = cfg or Config.load()
+    p, m = FeatureParams.from_config(cfg), getattr(long_predictor, "model", None)
+    least = max(p.min_rows(p.families).values(), default=1) # what the feature state needs to start
+    if m is None: return least
+    need = feature_warmup(list(m.columns), cfg, m.lc.interval)
+    return max(least, math.ceil(need * float(cfg.live.warm_factor)) + int(m.lc.lookback) + 1)
+
+# %% ../nbs/09_live.ipynb #85c48ad0
+@dataclass
+class LongCall:
+    "A long forecast as the loop takes it: the hour it was made at, the view it gives, and who answered."
+    open_ms:int # the hour's open time, ms
+    close:float # the hour's close, USDT (the forecast is scored against it when its horizon has passed)
+    leverage:float # `long_targets` of the forecast: the long view, fraction of equity
+    source:str # model | flat
+    fallbacks:list # (link, why) of each link that did not answer
+    latency_s:float # the hour's features and forecast, s
+    quantiles:dict|None = None # level -> forecast log return (the model's answers only)
+
+@patch
+def _forecast(self:LiveLoop, frame:pd.DataFrame, # the long model's feature rows, the decision hour last
+              open_ms:int, close:float, t0:float|None=None) -> LongCall:
+    "The chain's forecast at the last row of `frame` as a target leverage (`long_targets`); a window it refuses is a flat view. Never raises."
+    t0 = time.perf_counter() if t0 is None else t0
+    try:
+        p = self.long_predictor.predict(frame)
+        f = pd.DataFrame({"mean": [p.mean], "std": [p.std], "skew": [p.skew]}, index=frame.index[-1:])
+        q = dict(zip(map(float, p.levels), map(float, p.quantiles))) if p.source == "model" else None
+        return LongCall(open_ms, close, float(long_targets(f, self.signal_settings).iloc[0]), p.source, list(p.fallbacks), time.perf_counter() - t0, q)
+    except Exception as e: # a window the chain cannot read (a gap, a missing column)
+        return LongCall(open_ms, close, 0.0, "flat", [("model", f"raised: {type(e).__name__}: {e}"[:300])], time.perf_counter() - t0)
+
+# %% ../nbs/09_live.ipynb #df3dae38
+@patch
+def _warm_long(self:LiveLoop, history:pd.DataFrame, hours:pd.DataFrame|None, funding:pd.DataFrame|None) -> pd.DataFrame:
+    "Start the hourly features on `hours`, seed the hour under way with `history`'s bars in it, forecast the last two hours."
+    nxt = int(time_to_ms(history.index[-1:])[0]) + self.builder.interval_ms # the first live bar
+    cur = nxt - nxt % self.hours.hour_ms # the hour it falls in
+    at = pd.Timestamp(cur, unit="ms", tz="UTC")
+    if hours is None or not len(hours): raise ValueError(f"the long model needs {self.long_interval} bars before {at} to warm up on: pass hours=")
+    if int(time_to_ms(hours.index[-1:])[0]) + self.hours.hour_ms != cur:
+        raise ValueError(f"the {self.long_interval} warm-up must end with the bar before {at}; its last bar opens at {hours.index[-1]}")
+    f = self.long_features.run(hours, funding); self.long_warm_rows = len(hours)
+    self.long_rows.extend(f.iloc[i] for i in range(max(0, len(f) - self.long_rows.maxlen), len(f)))
+    part = history[history.index >= at].reindex(columns=_BAR_COLUMNS)
+    self.hours.minutes = [{"open_ms": int(t), **r} for t, r in zip(time_to_ms(part.index), part.to_dict("records"))]
+    for k in (2, 1)[len(f) < 2:]: # at an hour's first bar the view is still the one of the hour before last
+        h = int(time_to_ms(f.index[len(f) - k:len(f) - k + 1])[0])
+        job = self._long_pool.submit(self._forecast, f.iloc[:len(f) - k + 1], h, float(hours.close.iloc[len(f) - k]))
+        self._long_jobs.append((h + self.hours.hour_ms + self._lag_ms, job))
+    return f
+
+# %% ../nbs/09_live.ipynb #d72a97f6
+@patch
+def _hour_job(self:LiveLoop, minutes:list[dict], funding:pd.DataFrame|None) -> LongCall:
+    "On the long worker: the hour's bar from its minutes, its feature row, the forecast."
+    t0, bar = time.perf_counter(), hour_bar(minutes, self.interval, self.long_interval)
+    h, close = int(time_to_ms(bar.index[:1])[0]), float(bar.close.iloc[0])
+    try: self.long_rows.append(self.long_features.update(bar, funding=funding))
+    except Exception as e: # a bar the features refuse: no view this hour (the next hour's window has a gap: flat until it fills)
+        _log.error("long features failed", extra={"fields": {"hour": str(bar.index[0]), "error": f"{type(e).__name__}: {e}"[:300]}})
+        return LongCall(h, close, 0.0, "flat", [("model", f"raised: {type(e).__name__}: {e}"[:300])], time.perf_counter() - t0)
+    return self._forecast(pd.DataFrame(list(self.long_rows)), h, close, t0)
+
+@patch
+def _hour_add(self:LiveLoop, bar:dict, funding:pd.DataFrame|None):
+    "Take a bar into the hour under way; an hour it completes goes to the long worker, its view due `LONG_LAG` after the hour's close."
+    if funding is not None: self._long_fund = funding if self._long_fund is None else pd.concat([self._long_fund, funding])
+    for minutes in self.hours.add(bar):
+        fund, self._long_fund = self._long_fund, None
+        h = minutes[0]["open_ms"] - minutes[0]["open_ms"] % self.hours.hour_ms
+        self._long_jobs.append((h + self.hours.hour_ms + self._lag_ms, self._long_pool.submit(self._hour_job, minutes, fund)))
+
+# %% ../nbs/09_live.ipynb #0f1878c4
+@patch
+def _took_long(self:LiveLoop, c:LongCall):
+    "A forecast becomes the view: metrics (latency, link, fallbacks), the tally, and the forecast made a horizon before it scored."
+    self._long_view = c.leverage; self.stats["long_sources"][c.source] += 1
+    self.metrics.record_prediction("long", c.latency_s, c.source, key=c.open_ms if c.quantiles else None, quantiles=c.quantiles)
+    for link, why in c.fallbacks: self.metrics.record_fallback("long", c.source, why.split(":")[0])
+    lc = getattr(self.long_predictor.model, "lc", None)
+    if lc is None: return
+    if c.quantiles: self._long_closes[c.open_ms] = c.close
+    old = c.open_ms - int(lc.horizon) * self.hours.hour_ms # the label: log return from that hour's close to this one's
+    if old in self._long_closes: self.metrics.record_long_outcome(old, math.log(c.close / self._long_closes.pop(old)))
+    for k in [k for k in self._long_closes if k < old]: del self._long_closes[k] # never resolved (an hour missing)
+
+@patch
+def _long_view_at(self:LiveLoop, open_ms:int) -> float: # target leverage, fraction of equity (NaN: no forecast yet)
+    "The long view at the bar opening at `open_ms`: every forecast due by then taken, one still running waited for (only a fast replay outruns the worker)."
+    while self._long_jobs and self._long_jobs[0][0] <= open_ms:
+        job = self._long_jobs.popleft()[1]
+        if not job.done(): self.stats["long_waits"] += 1
+        self._took_long(job.result())
+    return self._long_view
+
+# %% ../nbs/09_live.ipynb #cecf6783
+@patch
+def _short_side(self:LiveLoop, row:pd.Series) -> tuple[float, float, str]: # (side +1/−1/0, confidence, the link that answered)
+    "The short call as the entry timer reads it: the most likely class (up +1, down −1, neutral 0) and its probability; (0, 0) for no answer."
+    p, source = self._predict_short(row)
+    if p is None or source == "flat": return 0.0, 0.0, source
+    from btcfut.models.short import SignalClass
+    pr = p.proba[-1]; k = int(np.argmax(pr))
+    return float({SignalClass.UP: 1, SignalClass.DOWN: -1}.get(k, 0)), float(pr[k]), source
+
+@patch
+def _combined(self:LiveLoop, row:pd.Series, bar:dict, funding:pd.DataFrame|None) -> tuple[float, float, str]: # (target leverage, long view, source)
+    "The combined rule at one bar: the long view due by its open, the entry timed by the short call; the hour the bar completes goes to the worker."
+    view = self._long_view_at(bar["open_ms"])
+    if self.predictor is None: lev, source = (0.0 if math.isnan(view) else view), "long" # no short model: the long view untimed
+    else:
+        side, conf, source = self._short_side(row)
+        lev = self.timer.step(view, side, conf)
+    self._hour_add(bar, funding)
+    return lev, view, source
 
 # %% ../nbs/09_live.ipynb #cb9fb49d
 @patch
@@ -730,14 +924,33 @@ def session_summary(lp:LiveLoop) -> dict:
     s, ds = lp.stats, lp.decisions
     lat = np.array([d.latency_ms for d in ds if d.order_qty]) # over the decisions kept in memory
     qty, _ = lp.executor.position(lp.symbol)
-    return {"bars": s["bars"], "first_bar": str(pd.Timestamp(s["first_bar"], unit="ms", tz="UTC")) if ds else None,
+    return {"strategy": lp.strategy_name, "bars": s["bars"], "first_bar": str(pd.Timestamp(s["first_bar"], unit="ms", tz="UTC")) if ds else None,
             "last_bar": str(pd.Timestamp(ds[-1].open_ms, unit="ms", tz="UTC")) if ds else None,
             "orders": s["orders"], "signals": dict(s["signals"]), "sources": dict(s["sources"]), "position_btc": qty,
             "wallet_usdt": round(lp.executor.balance(), 2),
             "order_latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "order_latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
             "bars_seen": {str(k): v for k, v in lp.builder.counts.items()}, "breakers_open": lp.breakers.reasons(),
-            "reconciled": lp.health.reconciled, "messages": dict(lp.received)}
+            "reconciled": lp.health.reconciled, "messages": dict(lp.received),
+            **({"long": {"forecasts": sum(s["long_sources"].values()), "sources": dict(s["long_sources"]), "waits": s["long_waits"]}}
+               if lp.long_predictor is not None else {})}
+
+# %% ../nbs/09_live.ipynb #bb6ecc86
+async def warm_session(lp:LiveLoop, session, # an aiohttp.ClientSession
+                       base_url:str, history:pd.DataFrame, # the closed bars before the first live one
+                       hours:int|None=None, # with a long model: its bars to fetch; None: `warm_hours_for`
+                      ) -> pd.DataFrame|None: # the long model's warm-up bars (None without one)
+    "Warm `lp` up on `history` over REST: the funding events, and with a long model its bars closed before the hour under way."
+    h = None
+    if lp.long_predictor is not None:
+        nxt = int(time_to_ms(history.index[-1:])[0]) + lp.builder.interval_ms
+        cur, step = nxt - nxt % lp.hours.hour_ms, lp.hours.hour_ms
+        n = warm_hours_for(lp.long_predictor, lp.cfg) if hours is None else hours
+        got = await fetch_bars(session, base_url, lp.symbol, lp.long_interval, cur - n * step, cur)
+        if not got: raise ConnectionError(f"{base_url} serves no {lp.long_interval} bars before {pd.Timestamp(cur, unit='ms', tz='UTC')} to warm the long model up on")
+        h = bars_frame(got)
+    lp.warm_up(history, await lp.history_funding(session, base_url, history, since=None if h is None else h.index[0]), h)
+    return h
 
 # %% ../nbs/09_live.ipynb #f878dc6a
 async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, end) and the warm-up before (not started)
@@ -749,7 +962,9 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
                          monitor_port:int|None=None, # serve /metrics, /healthz, /readyz here (0 = a free port); None = no server
                          exchange:bool=False, # orders to the fake over REST instead of a paper account
                          warm:int|None=None, # warm-up bars fetched over REST before `start`; None: `LiveLoop.warm_bars`
-                         handle_signals:bool=False, on_decision=None) -> LiveLoop:
+                         handle_signals:bool=False, on_decision=None,
+                         long_model=None, # a `LongPredictor` or a directory from `btcfut train long` (`fx` serves its bars before `start`); None = the short model alone
+                        ) -> LiveLoop:
     "Replay `fx`'s 1m bars of [start, end) through its websocket into a `LiveLoop`; returns the loop (with its `summary`) when done."
     from btcfut.monitoring.server import MonitorServer
     cfg = cfg or Config.load()
@@ -762,14 +977,14 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
     predictor = short_predictor(model_dir)
     with fx.running_in_thread():
         fx.set_time(t0)
-        lp = LiveLoop(_session_executor(fx, cfg, journal, t0, len(live), exchange), cfg, journal, predictor=predictor)
+        lp = LiveLoop(_session_executor(fx, cfg, journal, t0, len(live), exchange), cfg, journal, predictor=predictor, long_predictor=long_predictor(long_model))
         if on_decision is not None: lp.on_decision = on_decision
         lp.data_clock = True # days of the replayed data, however fast they pass
         import aiohttp
         t0_ms = int(time_to_ms(t0)); warm = lp.warm_bars() if warm is None else warm
         async with aiohttp.ClientSession() as sess:
             hist = bars_frame(await fetch_bars(sess, fx.base_url, lp.symbol, lp.interval, t0_ms - warm * lp.builder.interval_ms, t0_ms))
-            lp.warm_up(hist, await lp.history_funding(sess, fx.base_url, hist))
+            await warm_session(lp, sess, fx.base_url, hist)
         mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
         lp.monitor = mon
         async def _go(): fx.start_replay(t0, speed)
@@ -821,7 +1036,9 @@ async def exchange_session(mode:str, # "testnet" or "live"
                            warm:int|None=None, # closed bars fetched over REST to start the features; None: `LiveLoop.warm_bars`
                            max_bars:int|None=None, # stop once this many bars are decided (a backfill under way ends first); None: until stopped
                            env=None, # where the keys (and BTCFUT_LIVE) are read; default `os.environ`
-                           handle_signals:bool=False, on_decision=None) -> LiveLoop:
+                           handle_signals:bool=False, on_decision=None,
+                           long_model=None, # a `LongPredictor` or a directory from `btcfut train long`; None = the short model alone
+                          ) -> LiveLoop:
     "Trade `mode` with the live loop on the exchange's streams until stopped; returns the loop (with its `summary`)."
     from btcfut.execution.binance import BinanceExecutor
     from btcfut.execution.orders import trading_keys
@@ -833,7 +1050,8 @@ async def exchange_session(mode:str, # "testnet" or "live"
     ex = BinanceExecutor(mode, journal, cfg, base_url=rest, env=env) # the guard and the keys, before any connection
     symbol = cfg.get("exchange.symbol", "BTCUSDT")
     await asyncio.to_thread(ex.connect, symbol)
-    lp, aloop, decided = LiveLoop(ex, cfg, journal, predictor=short_predictor(model_dir), symbol=symbol), asyncio.get_running_loop(), [0]
+    lp = LiveLoop(ex, cfg, journal, predictor=short_predictor(model_dir), long_predictor=long_predictor(long_model), symbol=symbol)
+    aloop, decided = asyncio.get_running_loop(), [0]
     def each(d): # on the thread that decided
         decided[0] += 1
         if on_decision is not None: on_decision(d)
@@ -843,8 +1061,7 @@ async def exchange_session(mode:str, # "testnet" or "live"
     async with aiohttp.ClientSession() as sess:
         bars = await recent_bars(sess, rest, symbol, lp.interval, lp.warm_bars() if warm is None else warm, server_ms)
         if not bars: raise ConnectionError(f"{rest} serves no closed {lp.interval} bars of {symbol} to warm up from")
-        hist = bars_frame(bars)
-        lp.warm_up(hist, await lp.history_funding(sess, rest, hist))
+        await warm_session(lp, sess, rest, bars_frame(bars))
     lp.monitor = mon = None if monitor_port is None else await MonitorServer(lp.metrics, lp.health, cfg.monitoring.host, monitor_port).start()
     try: await lp.run(ws, rest, handle_signals=handle_signals)
     finally:

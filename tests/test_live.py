@@ -246,6 +246,69 @@ def test_short_warm_up_falls_back_on_nan(tiny_model, sample, caplog):
     assert any("rsi_14_1h" in str(getattr(r, "fields", "")) for r in caplog.records)
     assert any(r.getMessage().startswith("warm-up too short") for r in caplog.records) # said at the warm-up already
 
+# --- both models: the long forecast sets the view, the short call times the entries ---------------------------------
+
+LONG = {"models.long.lookback": 24, "models.long.horizon": 24, "models.long.n_quantiles": 9, "models.long.hidden_size": 4,
+        "models.long.attention_heads": 1, "models.long.hidden_continuous_size": 2, "models.long.max_epochs": 1, "models.long.every": 6}
+LONG_FEATURES = ["logret_1", "logret_24", "rsi_14", "natr_14", "bb_pctb_20_2", "rsi_14_4h", "funding_rate"] # a 4h feature and funding
+
+@pytest.fixture(scope="module")
+def tiny_long(tmp_path_factory):
+    "A tiny long forecaster (24-hour window and horizon) trained once on the store's hours of May to July 2023, saved as a model directory."
+    from btcfut.core import Config
+    from btcfut.models.long import LongConfig, train_long
+    cfg = Config.load(overrides=LONG)
+    s = load_sample("1h", "2023-04-01", "2023-07-31")
+    m = train_long(build_features(s.bars, s.funding, cfg=cfg)[LONG_FEATURES], s.bars.close, LongConfig.from_config(cfg), "2023-05-01", "2023-07-31")
+    return m.save(tmp_path_factory.mktemp("long") / "long")
+
+def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
+    """A day of real bars through the fake's websocket with both models: the loop builds the hours from the minutes, forecasts
+    each on its worker, and every decision's target leverage is the research flow's combined rule on the same bars with the same
+    models — batch long forecasts on the hours (the fake's 1h klines of the warm-up, then the minutes aggregated), `long_targets`,
+    `long_view`, `time_entries` with the batch short calls — and its size leverage × equity / price."""
+    from btcfut.core import Config
+    from btcfut.data.store import resample_bars
+    from btcfut.fakex import replay_fake
+    from btcfut.live import replay_session, warm_hours_for
+    from btcfut.models.serve import LongPredictor, ShortPredictor
+    from btcfut.signals import SignalSettings, long_targets, long_view, time_entries
+    from btcfut.sizing import PositionSizer
+    d, _ = tiny_model
+    cfg = Config.load(overrides={**TINY, **LONG, "live.max_decisions": 2000, # every decision kept in memory
+                                 "research.signals.short_threshold": 0.345}) # the tiny short model is barely confident (0.33 .. 0.36)
+    chain = LongPredictor(tiny_long, deadline_ms=1e6) # the deadline is not under test
+    start, end, n = START, START + pd.Timedelta(hours=24), 1440
+    fx = replay_fake(start, end, 12000.0, cfg, warm=3000, warm_hours=warm_hours_for(chain, cfg))
+    lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d, long_model=chain))
+    ds, s = list(lp.decisions), lp.summary
+    assert s["strategy"] == "long+short" and lp.journal.rows("decision")[-1]["payload"]["strategy"] == "long+short"
+    minutes, funding = fx.data.bars("klines", "1m"), fx.data.funding
+    i0 = minutes.index.get_loc(start); idx = minutes.index[i0:i0 + n]
+    assert [x.open_ms for x in ds] == list(time_to_ms(idx))
+    assert {x.source for x in ds} == {"model"} and s["long"]["sources"] == {"model": 2 + 23} # two warm-up hours, 05:00 .. 03:00 live
+    hours = pd.concat([fx.data.bars("klines", "1h").loc[:start - pd.Timedelta(hours=1)].iloc[-lp.long_warm_rows:],
+                       resample_bars(minutes.iloc[i0:i0 + n], "1h", "1m", complete="keep")])
+    fh = build_features(hours, funding, cfg=cfg, interval="1h")
+    at = fh.index[lp.long_warm_rows - 2:]
+    fc = [LongPredictor(tiny_long).predict(fh.loc[:h]) for h in at]
+    assert {p.source for p in fc} == {"model"}
+    ss = SignalSettings.from_config(cfg)
+    view = long_view(long_targets(pd.DataFrame({"mean": [p.mean for p in fc], "std": [p.std for p in fc], "skew": [p.skew for p in fc]}, at), ss), idx)
+    w = lp.warm_rows
+    feats = build_features(minutes.iloc[i0 - w:i0 + n], funding)
+    p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=idx)
+    side = pd.Series(np.array([-1.0, 0.0, 1.0])[p.proba.argmax(1)], idx) # down, neutral, up
+    lev = time_entries(view, idx, ss, side, pd.Series(p.confidence, idx))
+    np.testing.assert_array_equal([x.long_view for x in ds], view.to_numpy())
+    assert [x.leverage for x in ds] == lev.tolist()
+    assert (lev != 0).any() and (lev != view.fillna(0)).any() and len(set(np.sign(view.dropna()))) > 1, "views both ways, entries timed"
+    sizer = PositionSizer(cfg)
+    assert [x.want_qty for x in ds] == [float(sizer.finish(l * x.equity / c, x.equity, c)) if l else 0.0 for x, l, c in zip(ds, lev, minutes.close.iloc[i0:i0 + n])]
+    assert any(x.order_qty for x in ds)
+    expo = lp.metrics.exposition().decode()
+    assert 'btcfut_predictions_total{model="long",source="model"} 25.0' in expo and 'model="long"' not in expo.split("btcfut_fallbacks_total")[-1]
+
 # --- breakers fed by the exchange: error rate, 418, position mismatch -----------------------------------------------
 
 def _exchange_run(sample, n, faults=(), overrides=None, during=None, speed=600.0):
