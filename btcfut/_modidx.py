@@ -163,6 +163,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'btcfut.cli.info_notes': ('cli.html#info_notes', 'btcfut/cli.py'),
                             'btcfut.cli.journal_status': ('cli.html#journal_status', 'btcfut/cli.py'),
                             'btcfut.cli.live': ('cli.html#live', 'btcfut/cli.py'),
+                            'btcfut.cli.long_model_option': ('cli.html#long_model_option', 'btcfut/cli.py'),
                             'btcfut.cli.main': ('cli.html#main', 'btcfut/cli.py'),
                             'btcfut.cli.main_options': ('cli.html#main_options', 'btcfut/cli.py'),
                             'btcfut.cli.one_line': ('cli.html#one_line', 'btcfut/cli.py'),
