@@ -196,23 +196,25 @@ def tiny_model(tmp_path_factory):
     return d, cfg
 
 def test_decisions_equal_research_targets(tiny_model):
-    """Six hours of real bars through the fake's websocket with a trained model that reads a 1h feature and the funding features:
-    the warm-up is sized from the model (longer than 300 bars), funding comes over REST (at the warm-up and when the 08:00 event
-    is due), every decision is the model's, each feature row equals the batch one on the same bars and funding, each decision's
+    """A day of real bars through the fake's websocket with a trained model that reads a 1h feature and the funding features:
+    the warm-up is sized from the model (longer than 300 bars), funding comes over REST (at the warm-up and when each of the
+    08:00, 16:00 and 00:00 events is due), every decision is the model's, each feature row equals the batch one on the same bars and funding, each decision's
     side is the research flow's target (`signal_target` on the model's batch predictions) and its size the sizing rule's."""
     from btcfut.fakex import replay_fake
     from btcfut.live import replay_session
     from btcfut.models.serve import ShortPredictor
     from btcfut.models.short import signal_target
     from btcfut.sizing import PositionSizer
-    d, cfg = tiny_model
-    start, end = START, START + pd.Timedelta(hours=6)
+    from btcfut.core import Config
+    d, _ = tiny_model
+    cfg = Config.load(overrides={**TINY, "live.max_decisions": 2000}) # every decision kept in memory
+    start, end = START, START + pd.Timedelta(hours=24)
     fx = replay_fake(start, end, 12000.0, cfg, warm=3000) # the store's bars and funding from 50 hours before
     lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d))
     ds, w = list(lp.decisions), lp.warm_rows
     assert w == lp.warm_bars() > 14 * 60, w # the 1h RSI needs fifteen hours: the old fixed 300 bars left the model flat
     bars, funding = fx.data.bars("klines", "1m"), fx.data.funding
-    i0, n = bars.index.get_loc(start), 360
+    i0, n = bars.index.get_loc(start), 1440
     assert [x.open_ms for x in ds] == list(time_to_ms(bars.index[i0:i0 + n]))
     assert {x.source for x in ds} == {"model"}
     assert "btcfut_fallbacks_total{" not in lp.metrics.exposition().decode()
@@ -220,7 +222,7 @@ def test_decisions_equal_research_targets(tiny_model):
     live = pd.DataFrame(list(lp.rows))
     cols = ["rsi_14_1h", "funding_rate", "hours_to_next_funding"]
     pd.testing.assert_frame_equal(live[cols], feats.loc[live.index, cols], check_names=False, check_freq=False)
-    assert live.funding_rate.nunique() == 2 # the 08:00 event reached the features while live
+    assert lp._funding_last_ms == time_to_ms(funding.loc[:end].index[-1]) > time_to_ms(start) + 16 * 3_600_000 # the 00:00 event fetched while live
     p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=feats.index[w:])
     pred = p.to_frame().assign(time=p.time, threshold=lp.predictor.model.meta["confidence_threshold"])
     target = signal_target(pred, lp.hold_bars, feats.index[w:])
