@@ -950,6 +950,8 @@ async def warm_session(lp:LiveLoop, session, # an aiohttp.ClientSession
         got = await fetch_bars(session, base_url, lp.symbol, lp.long_interval, cur - n * step, cur)
         if not got: raise ConnectionError(f"{base_url} serves no {lp.long_interval} bars before {pd.Timestamp(cur, unit='ms', tz='UTC')} to warm the long model up on")
         h = bars_frame(got)
+        if len(h) < n: _log.warning("fewer long-model bars than its warm-up wants: it answers flat until its features fill",
+                                    extra={"fields": {"bars": len(h), "wanted": n, "interval": lp.long_interval}})
     lp.warm_up(history, await lp.history_funding(session, base_url, history, since=None if h is None else h.index[0]), h)
     return h
 

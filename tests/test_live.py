@@ -427,3 +427,29 @@ def test_rollover_loses_no_bar(sample):
     rolls = [float(l.split()[-1]) for l in expo.splitlines() if l.startswith('btcfut_reconnects_total{stream="rollover"}')]
     assert rolls and rolls[0] >= 5, rolls
     assert 'stream="rest"' not in expo and 'stream="kline"' not in expo
+
+def test_testnet_session_with_long_model(tiny_long):
+    """`exchange_session` on the fake's testnet with the long model alone: its hours warmed from the exchange's 1h klines, orders over
+    REST, each decision's leverage the long view untimed, the strategy named in the summary and the journal."""
+    from btcfut.core import Config
+    from btcfut.execution.journal import Journal
+    from btcfut.fakex import replay_fake
+    from btcfut.live import exchange_session, warm_hours_for
+    from btcfut.models.serve import LongPredictor
+    chain = LongPredictor(tiny_long, deadline_ms=1e6)
+    fx = replay_fake(START, START + pd.Timedelta(hours=1), 600.0, warm=3000, warm_hours=warm_hours_for(chain))
+    async def main():
+        with fx.running_in_thread():
+            fx.set_time(START)
+            cfg = Config.load(overrides={"execution.testnet_url": fx.base_url, "execution.testnet_ws_url": fx.ws_url})
+            async def go(): fx.start_replay(START, 600.0)
+            fx.call(go())
+            x = cfg.execution
+            return await asyncio.wait_for(exchange_session("testnet", cfg, journal=Journal("sqlite://", cfg=cfg), long_model=chain, max_bars=5,
+                                                           env={x.key_env: fx.api_key, x.secret_env: fx.api_secret}), 60)
+    lp = asyncio.run(main())
+    ds, s = list(lp.decisions), lp.summary
+    assert s["strategy"] == "long" and {r["payload"]["strategy"] for r in lp.journal.rows("decision") if "signal" in r["payload"]} == {"long"}
+    assert lp.long_warm_rows == warm_hours_for(chain) and len(ds) >= 5 and s["long"]["sources"] == {"model": 2} # 03:00 and 04:00
+    assert [d.leverage for d in ds] == [0.0 if math.isnan(d.long_view) else d.long_view for d in ds] and {d.source for d in ds} == {"long"}
+    assert not math.isnan(ds[0].long_view) and lp.health.reconciled
