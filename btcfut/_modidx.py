@@ -1081,6 +1081,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'btcfut.live.BarBuilder.classify': ('live.html#barbuilder.classify', 'btcfut/live.py'),
                              'btcfut.live.BarBuilder.missing': ('live.html#barbuilder.missing', 'btcfut/live.py'),
                              'btcfut.live.BarStatus': ('live.html#barstatus', 'btcfut/live.py'),
+                             'btcfut.live.DataClockHealth': ('live.html#dataclockhealth', 'btcfut/live.py'),
+                             'btcfut.live.DataClockHealth.readiness': ('live.html#dataclockhealth.readiness', 'btcfut/live.py'),
                              'btcfut.live.Decision': ('live.html#decision', 'btcfut/live.py'),
                              'btcfut.live.FillBook': ('live.html#fillbook', 'btcfut/live.py'),
                              'btcfut.live.FillBook.__init__': ('live.html#fillbook.__init__', 'btcfut/live.py'),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import asyncio, gc, json, math, random, signal, sys, threading, time, warnings
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,8 +30,8 @@ __all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'FUNDING_PAGE', 'RULE_FEATURE', 'LONG_LA
            'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays', 'kline_bar',
            'fetch_bars', 'funding_frame', 'fetch_funding', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
            'HourBars', 'hour_bar', 'feature_warmup', 'warm_bars_for', 'bars_frame', 'paper_loop', 'long_predictor',
-           'warm_hours_for', 'LongCall', 'short_predictor', 'session_summary', 'warm_session', 'replay_session',
-           'recent_bars', 'exchange_urls', 'exchange_session']
+           'warm_hours_for', 'LongCall', 'short_predictor', 'session_summary', 'DataClockHealth', 'warm_session',
+           'replay_session', 'recent_bars', 'exchange_urls', 'exchange_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -221,7 +222,7 @@ class LiveLoop:
         self.streams = {"agg_trades": bool(lv.agg_trades), "user": bool(lv.user_stream) and not self.paper}
         self._pool = None if self.paper else ThreadPoolExecutor(1, thread_name_prefix="btcfut-exchange") # executor calls, in order
         self.book:FillBook|None = None # the local position from fills (exchange only; set by the first reconciliation)
-        self.received, self.mark, self.funding_rate, self.last_trade = Counter(), math.nan, 0.0, (0, math.nan)
+        self.received, self.mark, self.funding_rate, self.last_trade, self.last_event_ms = Counter(), math.nan, 0.0, (0, math.nan), None
         self.strategy = cfg.get("execution.strategy", "btcfut")
         self.hold_bars = self._hold_bars() if predictor is not None else 1
         if any(getattr(p, "model", None) is not None for p in (predictor, long_predictor)): # one window per bar: more threads only contend (the process is the loop's)
@@ -761,7 +762,7 @@ def _handle(self:LiveLoop, text:str) -> str: # the event type
     d = m.get("data", m) if isinstance(m, dict) else {}
     e = d.get("e", "") if isinstance(d, dict) else ""
     self.received[e if e in _EVENTS else "other"] += 1
-    if e in _MARKET: self.health.data_received()
+    if e in _MARKET: self.health.data_received(); self.last_event_ms = d.get("E", self.last_event_ms) # data time (`DataClockHealth`)
     if e == "kline" and (bar := parse_kline(d)) is not None: self._bars.put_nowait((bar, arrived))
     elif e == "markPriceUpdate": self.mark, self.funding_rate = parse_mark(d)[1:]
     elif e == "aggTrade": self.last_trade = (int(d["T"]), float(d["p"]))
@@ -936,6 +937,22 @@ def session_summary(lp:LiveLoop) -> dict:
             **({"long": {"forecasts": sum(s["long_sources"].values()), "sources": dict(s["long_sources"]), "waits": s["long_waits"]}}
                if lp.long_predictor is not None else {})}
 
+# %% ../nbs/09_live.ipynb #cc15879a
+@dataclass
+class DataClockHealth(HealthState):
+    "`/readyz` state whose data freshness follows a data clock (a replay's), not the wall clock; the rest as `HealthState`."
+    data_now:Callable[[], float]|None = None # the data clock now, epoch s (a replay: the fake exchange's clock)
+    data_last:Callable[[], float|None]|None = None # data time of the last market event, epoch s (None: none yet)
+
+    def readiness(self, now:float|None=None) -> dict:
+        r = super().readiness(now)
+        last = None if self.data_last is None else self.data_last()
+        if self.data_now is None or last is None: return r
+        age = self.data_now() - last
+        r["checks"]["data_fresh"] = {"ok": age <= self.max_data_age_s, "detail": f"last data {age:.1f} s ago on the data clock (limit {self.max_data_age_s:g} s)"}
+        r["ready"] = all(c["ok"] for c in r["checks"].values())
+        return r
+
 # %% ../nbs/09_live.ipynb #bb6ecc86
 async def warm_session(lp:LiveLoop, session, # an aiohttp.ClientSession
                        base_url:str, history:pd.DataFrame, # the closed bars before the first live one
@@ -983,6 +1000,8 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         lp = LiveLoop(_session_executor(fx, cfg, journal, t0, len(live), exchange), cfg, journal, predictor=predictor, long_predictor=long_predictor(long_model))
         if on_decision is not None: lp.on_decision = on_decision
         lp.data_clock = True # days of the replayed data, however fast they pass
+        lp.health = DataClockHealth(lp.health.max_data_age_s, lp.breakers, data_now=lambda: fx.cursor_ms / 1e3,
+                                    data_last=lambda: None if lp.last_event_ms is None else lp.last_event_ms / 1e3) # /readyz: freshness in data time
         import aiohttp
         t0_ms = int(time_to_ms(t0)); warm = lp.warm_bars() if warm is None else warm
         async with aiohttp.ClientSession() as sess:
