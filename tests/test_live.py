@@ -453,3 +453,12 @@ def test_testnet_session_with_long_model(tiny_long):
     assert lp.long_warm_rows == warm_hours_for(chain) and len(ds) >= 5 and s["long"]["sources"] == {"model": 2} # 03:00 and 04:00
     assert [d.leverage for d in ds] == [0.0 if math.isnan(d.long_view) else d.long_view for d in ds] and {d.source for d in ds} == {"long"}
     assert not math.isnan(ds[0].long_view) and lp.health.reconciled
+
+def test_long_forecasts_scored_when_their_horizon_passes(tiny_long):
+    "Each hour's forecast is scored against the log return to the close a horizon (24 h here) later: the coverage gauges move; closes kept stay bounded."
+    from btcfut.live import LongCall, long_predictor
+    lp = paper_loop(START, capacity=5, long_predictor=long_predictor(tiny_long))
+    H, q = 3_600_000, {0.1: -0.02, 0.5: 0.0, 0.9: 0.03} # a 24-hour rise of 2.4%: below the 90% quantile, above the others
+    for k in range(30): lp._took_long(LongCall(k * H, 100.0 * 1.001 ** k, 0.5, "model", [], 0.01, q))
+    assert lp.metrics.long_quality.coverage() == {0.1: 0.0, 0.5: 0.0, 0.9: 1.0} and len(lp._long_closes) == 24
+    assert 'btcfut_long_quantile_coverage_ratio{quantile="0.9"} 1.0' in lp.metrics.exposition().decode()
