@@ -462,3 +462,14 @@ def test_long_forecasts_scored_when_their_horizon_passes(tiny_long):
     for k in range(30): lp._took_long(LongCall(k * H, 100.0 * 1.001 ** k, 0.5, "model", [], 0.01, q))
     assert lp.metrics.long_quality.coverage() == {0.1: 0.0, 0.5: 0.0, 0.9: 1.0} and len(lp._long_closes) == 24
     assert 'btcfut_long_quantile_coverage_ratio{quantile="0.9"} 1.0' in lp.metrics.exposition().decode()
+
+def test_paper_command_with_long_model(tiny_long):
+    "`btcfut paper --replay ... --long-model DIR`: the fake serves the 1h warm-up, the long model alone trades, the summary names the strategy."
+    import json
+    from typer.testing import CliRunner
+    from btcfut.cli import app
+    r = CliRunner().invoke(app, ["paper", "--replay", "2023-08-01 05:00", "2023-08-01 05:15", "--speed", "1200", "--long-model", str(tiny_long),
+                                 "--journal", "sqlite://", "--port", "0"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output.strip().splitlines()[-1])
+    assert (s["strategy"], s["bars"], s["long"]["sources"]) == ("long", 15, {"model": 2}) and r.output.splitlines()[-2].startswith("long: 15 bars decided")
