@@ -616,6 +616,7 @@ def _warm_long(self:LiveLoop, history:pd.DataFrame, hours:pd.DataFrame|None, fun
         job = self._long_pool.submit(self._forecast, f.iloc[:len(f) - k + 1], h, float(hours.close.iloc[len(f) - k]))
         self._long_jobs.append((h + self.hours.hour_ms + self._lag_ms, job))
     for _, job in self._long_jobs: job.result() # before the first live bar: its decision need not wait
+    EntryTimer(self.timer.threshold).step(math.nan, 0.0, 0.0) # its compiled step loaded before the first live bar too
     return f
 
 # %% ../nbs/09_live.ipynb #d72a97f6
