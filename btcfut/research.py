@@ -767,7 +767,7 @@ def combined_targets(long_target:pd.Series, # target leverage per long decision 
                      horizon:int, # the short label's horizon, minutes (how long the short signal alone holds a call)
                      threshold:float|None=None, # confidence that times an entry (None: each prediction's own `threshold`)
                     ) -> pd.DataFrame: # columns: combined, long view only, short signal only
-    "Target leverage per minute of the combined strategy, the long view alone and the short signal alone."
+    "Target leverage per minute of the combined strategy, the long view alone and the short signal alone; flat at each stretch's end."
     from btcfut.models.short import SignalClass, confidence, signal_target, stretch_ids
     from btcfut.signals import long_view, time_entries
     t, proba = pd.DatetimeIndex(pred["time"]), pred[["p_down", "p_neutral", "p_up"]].to_numpy(float)
@@ -781,7 +781,7 @@ def combined_targets(long_target:pd.Series, # target leverage per long decision 
         view = long_view(long_target, m)
         part = pd.DataFrame({"combined": time_entries(view, m, s, side, conf, threshold=need), "long view only": time_entries(view, m, s),
                              "short signal only": signal_target(pred[t.isin(m)], horizon, m)}, index=m)
-        part.iloc[-1] = 0.0 # flat before the gap
+        part.iloc[-2:] = 0.0 # the engine fills a target at the next bar's open: flat one minute before the last, not after the gap
         parts.append(part)
     return pd.concat(parts)
 
@@ -847,12 +847,13 @@ def run_combined_research(hourly, # btcfut.data.store.Sample of 1h bars, mark an
         check_cache_dir(cache/"long", feature_columns(frame), st.interval); check_cache_dir(cache/"short", data.columns, p.interval)
     timings["features_s"] = time.perf_counter() - t0
     sfolds = short_folds(data, p)
+    spans = [(min(f.test_times[0] for f in sfolds if f.stretch == k), max(f.test_times[1] for f in sfolds if f.stretch == k))
+             for k in sorted({f.stretch for f in sfolds})]
+    lfolds = long_folds(frame.index, spans, ms.train, ms.purge, lead=ms.decide_every) # refuses a stretch without the history it needs
     pred, models = short_predictions(data, sfolds, p, None if cache is None else cache/"short", counts["short"], progress)
     bars = _combined_minutes(minute.bars, pred, p.interval)
-    timings["short_s"] = time.perf_counter() - t0 - timings["features_s"]; t1 = time.perf_counter()
     sid = stretch_ids(bars.index, p.interval)
-    spans = [(bars.index[sid == k][0], bars.index[sid == k][-1]) for k in np.unique(sid)]
-    lfolds = long_folds(frame.index, spans, ms.train, ms.purge, lead=ms.decide_every)
+    timings["short_s"] = time.perf_counter() - t0 - timings["features_s"]; t1 = time.perf_counter()
     fcs = long_forecasts(frame, lfolds, ms, cfg, None if cache is None else cache/"long", counts["long"])
     long_t = pd.concat([long_targets(fc.moments(), ss) for _, fc in fcs]) if fcs else pd.Series(dtype=float)
     timings["long_s"] = time.perf_counter() - t1; t2 = time.perf_counter()
@@ -864,8 +865,8 @@ def run_combined_research(hourly, # btcfut.data.store.Sample of 1h bars, mark an
     free = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False))
     run = lambda eng, t: eng.run(_bars(bars), t, funding=minute.funding) # no one-minute mark prices: the last price stands in
     res = {c: run(traded, t) for c, t in tg.items()}
-    edge = np.diff(sid) != 0 # long 1x from each stretch's first minute, flat at its last
-    hold = pd.Series(np.where(np.r_[edge, True], 0.0, np.where(np.r_[True, edge], 1.0, np.nan)), bars.index)
+    edge = np.diff(sid) != 0 # long 1x from each stretch's first minute, flat from its second-to-last (filled at the last's open)
+    hold = pd.Series(np.where(np.r_[edge[1:], True, True], 0.0, np.where(np.r_[True, edge], 1.0, np.nan)), bars.index)
     baseline, unmanaged, nothing = run(free, hold), run(free, tg["combined"]) if st.risk_limits else None, run(free, pd.Series(0.0, bars.index))
     wf = _combined_walk_forward(data, sfolds, pred, models, tg["combined"], res["combined"])
     mst = replace(st, interval=p.interval, bars_per_year=periods_per_year(p.interval), rule_variants_tried=COMBINED_VARIANTS * ms.n_trials)
@@ -896,9 +897,14 @@ def combined_samples(start, end, # the range of the store, UTC (end exclusive)
         have = ", ".join(f"{b.index[sid == k][0]:%Y-%m-%d %H:%M} → {b.index[sid == k][-1]:%Y-%m-%d %H:%M}" for k in np.unique(sid))
         raise ValueError(f"no {p.interval} bars in [{start}, {end}): the combined strategy trades one-minute bars, "
                          f"which the store holds only in {have or 'no range'}")
-    h0 = (minute.bars.index[0].floor("h") - pd.Timedelta(hours=ms.decide_every) - pd.Timedelta(ms.purge) - pd.Timedelta(ms.train)
-          - pd.Timedelta(cs.history))
-    return load_sample(ResearchSettings.from_config(cfg).interval, start=h0, end=end, root=root), minute
+    first = minute.bars.index[0]
+    need = first.floor("h") - pd.Timedelta(hours=ms.decide_every) - pd.Timedelta(ms.purge) - pd.Timedelta(ms.train)
+    hourly = load_sample(ResearchSettings.from_config(cfg).interval, start=need - pd.Timedelta(cs.history), end=end, root=root)
+    have = max((x.index[0] for x in (hourly.bars, hourly.mark) if x is not None and len(x)), default=None)
+    if have is None or have > need:
+        raise ValueError(f"not enough 1h history for the one-minute bars from {first}: the long model's {ms.train} training window "
+                         f"and {ms.purge} purge need hourly bars and mark prices from {need}; the store's begin at {have}")
+    return hourly, minute
 
 # %% ../nbs/06a_research.ipynb #0cc82c34
 STRATEGIES = ("rules", "models", "combined")
