@@ -2,7 +2,8 @@
 
 Causality: the whole flow runs twice with tiny models retrained from scratch (no cache) — on a week of one-minute bars with
 the hourly history before it, and on the same data cut after a minute t inside the third short fold's test window (hourly
-bars closing after t dropped too). Every target at or before t must be identical — the combined strategy's, the long view's
+bars closing after t dropped too). Every target before t must be identical (the cut's last two minutes close the position
+because its data ends there) — the combined strategy's, the long view's
 alone and the short signal's alone — and so must the traded positions.
 """
 import json, os, subprocess, sys
@@ -32,14 +33,16 @@ def test_combined_targets_up_to_t_ignore_later_data():
     t = f.index[f.test_start + 600] # inside the third test window: folds 0 and 1 whole, fold 2 partly
     cut = run_combined_research(_cut(hourly, t), _cut(minute, t), cfg, cs, cache_dir=None, progress=False)
     assert cut.timings["models"] == {"long": {"trained": 1}, "short": {"trained": 3}}
-    a, b = full.walk_forward.target.loc[:t], cut.walk_forward.target.loc[:t]
-    assert len(a) == len(b) > 2000 and b.index[-1] == t
+    assert cut.walk_forward.target.index[-1] == t
+    u = t - 2 * pd.Timedelta("1min") # the cut's last two minutes close the position: the end of its data, not a signal
+    a, b = full.walk_forward.target.loc[:u], cut.walk_forward.target.loc[:u]
+    assert len(a) == len(b) > 2000
     pd.testing.assert_series_equal(a, b)
-    pd.testing.assert_series_equal(full.result.position.loc[:t], cut.result.position.loc[:t])
+    pd.testing.assert_series_equal(full.result.position.loc[:u], cut.result.position.loc[:u])
     for k in ("long view only", "short signal only"):
-        pd.testing.assert_series_equal(full.others[k].position.loc[:t], cut.others[k].position.loc[:t])
-    assert full.result.position.loc[:t].abs().sum() > 0 # the comparison covers positions, not only flat minutes
-    assert full.others["short signal only"].position.loc[:t].ne(0).sum() > 0
+        pd.testing.assert_series_equal(full.others[k].position.loc[:u], cut.others[k].position.loc[:u])
+    assert full.result.position.loc[:u].abs().sum() > 0 # the comparison covers positions, not only flat minutes
+    assert full.others["short signal only"].position.loc[:u].ne(0).sum() > 0
 
 def run(*args, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([BTCFUT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
