@@ -529,8 +529,8 @@ def backtest_cmd(ctx:typer.Context,
                  models:Path=typer.Option(Path("models/backtest"), help="the per-fold model cache (combined: its combined/ folder)"),
                  train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
                  test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D"),
-                 workers:Optional[int]=typer.Option(None, help="train the model folds on a Dask LocalCluster of this many processes"),
-                 scheduler:Optional[str]=typer.Option(None, help="train the model folds on the Dask cluster at this address")):
+                 workers:Optional[int]=typer.Option(None, help="run the folds (rules: sweeps, models: training) on a Dask LocalCluster of this many processes"),
+                 scheduler:Optional[str]=typer.Option(None, help="run the folds (rules: sweeps, models: training) on the Dask cluster at this address")):
     "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
     from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
     from btcfut.data.store import DataNotFoundError, atomic_write

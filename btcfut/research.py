@@ -358,6 +358,7 @@ def _research_metrics(wf:WalkForwardResult, baseline, unmanaged, cfg:Config, st:
 def run_research(sample, # btcfut.data.store.Sample
                  cfg:Config|None=None,
                  progress:bool=True, # tqdm over folds
+                 cluster:int|str|None=None, # run the folds' sweeps on Dask (`run_tasks`): N local processes or a scheduler address
                 ) -> ResearchResult:
     "Walk-forward research of the trend strategy on `sample`: sweep per fold, risk-checked OOS backtest, metrics."
     from btcfut.backtest import BacktestEngine
@@ -374,7 +375,9 @@ def run_research(sample, # btcfut.data.store.Sample
     run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
     folds = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)
     t1 = time.perf_counter()
-    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress)
+    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress, cluster=cluster)
+    if cluster is not None: # the signals ran in the workers: replay them here (no sweep) for the risk manager's decisions
+        for f, params in zip(folds, wf.models): signal(params, frame.iloc[:f.test_stop], f)
     timings["walk_forward_s"] = time.perf_counter() - t1
     baseline = run(engine, buy_and_hold_target(wf.target.index, folds))
     # the halts are a control, not part of the rule: show the same OOS targets without them beside the managed run
@@ -967,7 +970,7 @@ def run_backtest(strategy:str, # "rules", "models" or "combined"
                  train:str|None=None, test:str|None=None, # walk-forward windows (default: `research:` / `ModelSettings`)
                  report:str|Path|None=None, # HTML report path (None: no report)
                  progress:bool=False,
-                 cluster:int|str|None=None, # the model strategy's folds on Dask: N local processes or a scheduler address
+                 cluster:int|str|None=None, # the folds on Dask (rules: the sweeps, models: the training): N local processes or a scheduler address
                 ) -> ResearchResult:
     "One strategy, walk-forward out of sample over `[start, end)` of the store, with metrics (and a report)."
     from btcfut.data.store import load_sample
@@ -983,7 +986,7 @@ def run_backtest(strategy:str, # "rules", "models" or "combined"
     st = ResearchSettings.from_config(cfg)
     sample = load_sample(st.interval, start=start, end=end, root=data_dir)
     _check_range(sample, start, end, st.interval)
-    if strategy == "rules": res = run_research(sample, cfg, progress=progress)
+    if strategy == "rules": res = run_research(sample, cfg, progress=progress, cluster=cluster)
     else:
         ms = ModelSettings.from_config(cfg, first_test=None, **{k: v for k, v in (("train", train), ("test", test)) if v})
         res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress, cluster=cluster)
