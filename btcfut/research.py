@@ -826,6 +826,36 @@ def _signal_scores(pred:pd.DataFrame) -> pd.DataFrame|None:
     rows = {int(k): score(g) for k, g in ok.groupby("fold")} | {"all": score(ok)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("fold")
 
+# %% ../nbs/06a_research.ipynb #r4c6a029
+def _combined_runs(wants:pd.DataFrame, # target per minute, one column per strategy (`combined_targets`)
+                   bars:pd.DataFrame, # the one-minute bars traded
+                   frame:pd.DataFrame, # the hourly research frame (risk inputs)
+                   funding:pd.DataFrame, cfg:Config, st:ResearchSettings, interval:str="1m",
+                  ) -> tuple: # (risk-checked targets, backtest results by name, the combined strategy's risk log)
+    "Each strategy risk-checked and traded with the halts; beside them buy-and-hold, the combined targets without halts, doing nothing."
+    from btcfut.backtest import BacktestEngine
+    from btcfut.models.short import stretch_ids
+    from btcfut.sizing import RiskManager
+    rframe, rlog = minute_risk_frame(bars, frame), RiskLog()
+    tg = {c: decisions_only(apply_risk(wants[c], rframe, RiskManager(cfg), st.equity, rlog if c == "combined" else None))
+          for c in wants}
+    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits())
+    free = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False))
+    run = lambda eng, t: eng.run(_bars(bars), t, funding=funding) # no one-minute mark prices: the last price stands in
+    res = {c: run(traded, t) for c, t in tg.items()}
+    edge = np.diff(stretch_ids(bars.index, interval)) != 0 # long 1x from each stretch's first minute, flat from its second-to-last
+    hold = pd.Series(np.where(np.r_[edge[1:], True, True], 0.0, np.where(np.r_[True, edge], 1.0, np.nan)), bars.index)
+    res |= {"buy and hold": run(free, hold), "do nothing": run(free, pd.Series(0.0, bars.index))}
+    if st.risk_limits: res["combined, no halts"] = run(free, tg["combined"])
+    return tg, res, rlog
+
+def _combined_metrics(wf:WalkForwardResult, res:dict, cfg:Config, st:ResearchSettings) -> pd.DataFrame:
+    "The metrics table: the combined strategy (and without halts), the long view alone, the short signal alone, buy-and-hold, nothing."
+    m = _research_metrics(wf, res["buy and hold"], res.get("combined, no halts"), cfg, st)
+    mc = MetricsCalculator(cfg, interval=st.interval)
+    alone = [mc.compute(res[c], n_trials=st.rule_variants_tried, name=c) for c in ("long view only", "short signal only")]
+    return metrics_table(*[m[c] for c in m.columns[:-1]], *alone, m["buy and hold"], mc.compute(res["do nothing"], name="do nothing"))
+
 # %% ../nbs/06a_research.ipynb #r4c6a022
 def run_combined_research(hourly, # btcfut.data.store.Sample of 1h bars, mark and funding: the long model's history and the stretches' hours
                           minute, # btcfut.data.store.Sample of the one-minute bars traded (one or more continuous stretches)
@@ -835,10 +865,8 @@ def run_combined_research(hourly, # btcfut.data.store.Sample of 1h bars, mark an
                           progress:bool=True,
                          ) -> ResearchResult:
     "The combined strategy out of sample on one-minute bars: long view from the long model, entries timed by the short model."
-    from btcfut.backtest import BacktestEngine
-    from btcfut.models.short import short_features, short_labels, short_data, short_folds, stretch_ids
+    from btcfut.models.short import short_features, short_labels, short_data, short_folds
     from btcfut.signals import SignalSettings, long_targets
-    from btcfut.sizing import RiskManager
     cfg = cfg or Config.load(); cs = cs or CombinedSettings.from_config(cfg)
     (ms, p), st, ss = cs.models(cfg), ResearchSettings.from_config(cfg), SignalSettings.from_config(cfg)
     cache = None if cache_dir is None else Path(cache_dir)
@@ -855,33 +883,20 @@ def run_combined_research(hourly, # btcfut.data.store.Sample of 1h bars, mark an
     lfolds = long_folds(frame.index, spans, ms.train, ms.purge, lead=ms.decide_every) # refuses a stretch without the history it needs
     pred, models = short_predictions(data, sfolds, p, None if cache is None else cache/"short", counts["short"], progress)
     bars = _combined_minutes(minute.bars, pred, p.interval)
-    sid = stretch_ids(bars.index, p.interval)
     timings["short_s"] = time.perf_counter() - t0 - timings["features_s"]; t1 = time.perf_counter()
     fcs = long_forecasts(frame, lfolds, ms, cfg, None if cache is None else cache/"long", counts["long"])
     long_t = pd.concat([long_targets(fc.moments(), ss) for _, fc in fcs]) if fcs else pd.Series(dtype=float)
     timings["long_s"] = time.perf_counter() - t1; t2 = time.perf_counter()
     wants = combined_targets(long_t, pred, bars.index, ss, p.horizon, cs.short_threshold)
-    rframe, rlog = minute_risk_frame(bars, frame), RiskLog()
-    tg = {c: decisions_only(apply_risk(wants[c], rframe, RiskManager(cfg), st.equity, rlog if c == "combined" else None))
-          for c in wants}
-    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits())
-    free = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False))
-    run = lambda eng, t: eng.run(_bars(bars), t, funding=minute.funding) # no one-minute mark prices: the last price stands in
-    res = {c: run(traded, t) for c, t in tg.items()}
-    edge = np.diff(sid) != 0 # long 1x from each stretch's first minute, flat from its second-to-last (filled at the last's open)
-    hold = pd.Series(np.where(np.r_[edge[1:], True, True], 0.0, np.where(np.r_[True, edge], 1.0, np.nan)), bars.index)
-    baseline, unmanaged, nothing = run(free, hold), run(free, tg["combined"]) if st.risk_limits else None, run(free, pd.Series(0.0, bars.index))
-    wf = _combined_walk_forward(data, sfolds, pred, models, tg["combined"], res["combined"])
     mst = replace(st, interval=p.interval, bars_per_year=periods_per_year(p.interval), rule_variants_tried=COMBINED_VARIANTS * ms.n_trials)
-    m = _research_metrics(wf, baseline, unmanaged, cfg, mst)
-    mc = MetricsCalculator(cfg, interval=p.interval)
-    alone = [mc.compute(res[c], n_trials=mst.rule_variants_tried, name=c) for c in ("long view only", "short signal only")]
-    m = metrics_table(*[m[c] for c in m.columns[:-1]], *alone, m["buy and hold"], mc.compute(nothing, name="do nothing"))
+    tg, res, rlog = _combined_runs(wants, bars, frame, minute.funding, cfg, mst, p.interval)
+    wf = _combined_walk_forward(data, sfolds, pred, models, tg["combined"], res["combined"])
+    m = _combined_metrics(wf, res, cfg, mst)
     timings.update(backtest_s=time.perf_counter() - t2, models=counts, total_s=time.perf_counter() - t0)
-    return ResearchResult(wf, res["combined"], baseline, unmanaged, m, rlog, mst, None, timings,
+    return ResearchResult(wf, res["combined"], res["buy and hold"], res.get("combined, no halts"), m, rlog, mst, None, timings,
                           forecast_scores(fcs, frame["close"], ms.long_config(cfg).horizon), forecasts=fcs,
                           forecast_horizon=ms.long_config(cfg).horizon, signal_scores=_signal_scores(pred),
-                          others={"long view only": res["long view only"], "short signal only": res["short signal only"], "do nothing": nothing})
+                          others={c: res[c] for c in ("long view only", "short signal only", "do nothing")})
 
 # %% ../nbs/06a_research.ipynb #r4c6a023
 def combined_samples(start, end, # the range of the store, UTC (end exclusive)
