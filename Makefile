@@ -49,7 +49,7 @@ TESTS ?= tests
 test: venv
 	@cache=$$(mktemp -d "$${TMPDIR:-/tmp}/btcfut-test-cache.XXXXXX"); trap 'rm -rf "$$cache"' EXIT; \
 	echo "==> fresh numba/IPython caches in $$cache"; \
-	NUMBA_CACHE_DIR="$$cache/numba" XDG_CACHE_HOME="$$cache/xdg" $(VENV)/bin/pytest -q $(TESTS)
+	NUMBA_CACHE_DIR="$$cache/numba" XDG_CACHE_HOME="$$cache/xdg" $(VENV)/bin/pytest -q --durations=25 $(TESTS)
 
 docs: venv
 	$(PY) tools/build_docs.py --execute

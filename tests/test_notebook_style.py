@@ -7,9 +7,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "nbs").glob("*.ipynb"))
 
 def _mixed_import_cells(nb):
-    "Non-export code cells that import and also do other work (nbdev-proc-nbs executes every cell with an import)."
+    "Non-export code cells (hidden ones too) that import and also do other work (nbdev-proc-nbs executes every cell with an import)."
     for c in nb.cells:
-        if c.cell_type != "code" or re.search(r"^#\|\s*(export|exporti|exports|hide|eval:\s*false)", c.source, re.M): continue
+        if c.cell_type != "code" or re.search(r"^#\|\s*(export|exporti|exports|eval:\s*false)", c.source, re.M): continue
+        if "nbdev_export()" in c.source: continue # nbdev never runs the export cell
         src = "\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("%", "!")))
         try: tree = ast.parse(src)
         except SyntaxError: continue
