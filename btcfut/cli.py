@@ -542,15 +542,15 @@ def cluster_option(workers:int|None, # `--workers`: processes of a LocalCluster
 # %% ../nbs/10_cli.ipynb #2c768576
 @app.command("backtest")
 def backtest_cmd(ctx:typer.Context,
-                 strategy:str=typer.Option("rules", help="rules (EMA trend, swept per fold) or models (long forecaster retrained per fold)"),
+                 strategy:str=typer.Option("rules", help="rules (EMA trend, swept per fold), models (long forecaster retrained per fold) or combined (the long view, entries timed by the short model, on one-minute bars)"),
                  start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
                  report:Optional[Path]=typer.Option(None, help="write the HTML report here"),
                  json_file:Optional[Path]=typer.Option(None, "--json", help="write the metrics (all out of sample) as JSON here"),
-                 models:Path=typer.Option(Path("models/backtest"), help="the model strategy's per-fold model cache"),
+                 models:Path=typer.Option(Path("models/backtest"), help="the per-fold model cache (combined: its combined/ folder)"),
                  train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
                  test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D"),
-                 workers:Optional[int]=typer.Option(None, help="train the model folds on a Dask LocalCluster of this many processes"),
-                 scheduler:Optional[str]=typer.Option(None, help="train the model folds on the Dask cluster at this address")):
+                 workers:Optional[int]=typer.Option(None, help="run the folds (rules: sweeps, models: training) on a Dask LocalCluster of this many processes"),
+                 scheduler:Optional[str]=typer.Option(None, help="run the folds (rules: sweeps, models: training) on the Dask cluster at this address")):
     "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
     from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
     from btcfut.data.store import DataNotFoundError, atomic_write
