@@ -283,7 +283,8 @@ def _init_long(self:LiveLoop, long_predictor):
     self.hours, self.long_features = HourBars(self.interval, self.long_interval), FeatureState(self.cfg, self.long_interval)
     self.long_rows:deque = deque(maxlen=self.long_lookback)
     self.signal_settings = SignalSettings.from_config(self.cfg)
-    self.timer = EntryTimer(self.signal_settings.short_threshold)
+    self.entry_threshold = self.cfg.get("research.combined.short_threshold") # None: the answering link's own threshold
+    self.timer = EntryTimer(1.0) # it reads whether the call reached its threshold (`_short_side`), as `time_entries` with a threshold per bar
     self._long_pool = ThreadPoolExecutor(1, thread_name_prefix="btcfut-long") # forecasts off the decision path, in order
     self._long_jobs, self._long_fund, self._long_view, self._long_closes = deque(), None, math.nan, {}
     self._lag_ms = int(pd.Timedelta(LONG_LAG) / pd.Timedelta(milliseconds=1))
@@ -665,13 +666,16 @@ def _long_view_at(self:LiveLoop, open_ms:int) -> float: # target leverage, fract
 
 # %% ../nbs/09_live.ipynb #cecf6783
 @patch
-def _short_side(self:LiveLoop, row:pd.Series) -> tuple[float, float, str]: # (side +1/−1/0, confidence, the link that answered)
-    "The short call as the entry timer reads it: the most likely class (up +1, down −1, neutral 0) and its probability; (0, 0) for no answer."
+def _short_side(self:LiveLoop, row:pd.Series) -> tuple[float, float, str]: # (side +1/−1/0, 1.0 if confident else 0.0, the link that answered)
+    "The short call as the entry timer reads it: the most likely class (up +1, down −1, neutral 0) and whether its probability reached the threshold."
     p, source = self._predict_short(row)
-    if p is None or source == "flat": return 0.0, 0.0, source
+    if p is None or source == "flat": return 0.0, 0.0, source # no call: hold, enter nothing
     from btcfut.models.short import SignalClass
     pr = p.proba[-1]; k = int(np.argmax(pr))
-    return float({SignalClass.UP: 1, SignalClass.DOWN: -1}.get(k, 0)), float(pr[k]), source
+    side = float({SignalClass.UP: 1, SignalClass.DOWN: -1}.get(k, 0))
+    # the link's own threshold is in its signal: non-zero exactly when a side's call reached it (a neutral call never enters or exits)
+    sure = p.signal[-1] != 0 if self.entry_threshold is None else pr[k] >= float(self.entry_threshold)
+    return side, float(sure), source
 
 @patch
 def _combined(self:LiveLoop, row:pd.Series, bar:dict, funding:pd.DataFrame|None) -> tuple[float, float, str]: # (target leverage, long view, source)

@@ -277,8 +277,7 @@ def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
     from btcfut.signals import SignalSettings, long_targets, long_view, time_entries
     from btcfut.sizing import PositionSizer
     d, _ = tiny_model
-    cfg = Config.load(overrides={**TINY, **LONG, "live.max_decisions": 2000, # every decision kept in memory
-                                 "research.signals.short_threshold": 0.345}) # the tiny short model is barely confident (0.33 .. 0.36)
+    cfg = Config.load(overrides={**TINY, **LONG, "live.max_decisions": 2000}) # every decision kept in memory
     chain = LongPredictor(tiny_long, deadline_ms=1e6) # the deadline is not under test
     start, end, n = START, START + pd.Timedelta(hours=12), 720
     fx = replay_fake(start, end, 12000.0, cfg, warm=3000, warm_hours=warm_hours_for(chain, cfg))
@@ -301,7 +300,8 @@ def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
     feats = build_features(minutes.iloc[i0 - w:i0 + n], funding)
     p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=idx)
     side = pd.Series(np.array([-1.0, 0.0, 1.0])[p.proba.argmax(1)], idx) # down, neutral, up
-    lev = time_entries(view, idx, ss, side, pd.Series(p.confidence, idx))
+    need = pd.Series(lp.predictor.model.meta["confidence_threshold"], idx) # research.combined.short_threshold unset: the model's own
+    lev = time_entries(view, idx, ss, side, pd.Series(p.confidence, idx), threshold=need)
     np.testing.assert_array_equal([x.long_view for x in ds], view.to_numpy())
     assert [x.leverage for x in ds] == lev.tolist()
     assert (lev != 0).any() and (lev != view.fillna(0)).any() and len(set(np.sign(view.dropna()))) > 1, "views both ways, entries timed"
