@@ -17,8 +17,8 @@ __all__ = ['EXIT_BAD_INPUT', 'EXIT_BUG', 'EXIT_INTERRUPTED', 'USER_ERRORS', 'app
            'show_config', 'version', 'parse_time_option', 'parse_time_range', 'demo', 'data_import', 'data_fetch',
            'data_download', 'info_notes', 'data_info_cmd', 'risk_brackets', 'risk_liq', 'fakex', 'main',
            'train_long_cmd', 'evaluate_long_cmd', 'train_short_cmd', 'evaluate_short_cmd', 'run_session', 'replay_fake',
-           'paper', 'testnet', 'live', 'journal_status', 'status', 'cluster_option', 'backtest_cmd', 'rule_metrics',
-           'RuleEvaluator', 'sweep_rule', 'sweep_cmd']
+           'long_model_option', 'paper', 'testnet', 'live', 'journal_status', 'status', 'cluster_option',
+           'backtest_cmd', 'rule_metrics', 'RuleEvaluator', 'sweep_rule', 'sweep_cmd']
 
 # %% ../nbs/10_cli.ipynb #b33098d1
 EXIT_BAD_INPUT = 2 # the input was wrong; the message names it
@@ -401,7 +401,8 @@ def _decision_line(d) -> str:
     "One console line for a decision that sent an order."
     t = pd.Timestamp(d.open_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
     side = {1: "long ", -1: "short", 0: "flat "}[d.signal]
-    return f"{t}  {side}  target {d.target_qty:+.3f} BTC  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
+    lev = "" if pd.isna(d.leverage) else f"  leverage {d.leverage:+.2f}"
+    return f"{t}  {side}  target {d.target_qty:+.3f} BTC{lev}  order {d.order_qty:+.3f} BTC  ({d.source})  {d.latency_ms:.1f} ms"
 
 def _print_order(d):
     if d.order_qty: print(_decision_line(d), flush=True)
@@ -415,21 +416,34 @@ def run_session(session): # session(handle_signals) -> a coroutine returning the
     with ThreadPoolExecutor(1) as pool: return pool.submit(lambda: asyncio.run(session(False))).result()
 
 def _print_summary(s:dict):
-    print(f"{s['bars']} bars decided ({s['first_bar']} .. {s['last_bar']}), {s['orders']} orders; position {s['position_btc']:+.3f} BTC, "
+    print(f"{s['strategy']}: {s['bars']} bars decided ({s['first_bar']} .. {s['last_bar']}), {s['orders']} orders; position {s['position_btc']:+.3f} BTC, "
           f"wallet {s['wallet_usdt']:,.2f} USDT; answers by {s['sources']}; breakers open: {s['breakers_open'] or 'none'}")
     print(json.dumps(s, default=str))
 
-def replay_fake(start:pd.Timestamp, end:pd.Timestamp, speed:float, cfg:Config, data_root=None, warm:int=300):
+def replay_fake(start:pd.Timestamp, end:pd.Timestamp, speed:float, cfg:Config, data_root=None, warm:int=300, warm_hours:int=0):
     "`btcfut.fakex.replay_fake`, its refusals as command-line errors."
     from btcfut.fakex import replay_fake as _replay_fake
-    try: return _replay_fake(start, end, speed, cfg, data_root, warm)
+    try: return _replay_fake(start, end, speed, cfg, data_root, warm, warm_hours)
     except ValueError as e: _fail(str(e))
+
+def long_model_option(models:Path|None, # `--models`: a directory with short/ and baseline/ (and maybe long/)
+                      long_model:Path|None): # `--long-model`: a directory from `btcfut train long`
+    "The long model a session trades with (a `LongPredictor`): `--long-model`, else `long/` in `--models`, else None (the short model alone)."
+    from btcfut.models.registry import CARD_FILE
+    if long_model is None and models is not None and (Path(models) / "long" / CARD_FILE).is_file(): long_model = Path(models) / "long"
+    if long_model is None: return None
+    if not (Path(long_model) / CARD_FILE).is_file(): _fail(f"--long-model {long_model}: not a model directory (no {CARD_FILE}; write one with `btcfut train long`)")
+    from btcfut.live import long_predictor
+    lp = long_predictor(long_model)
+    if lp.model is None: _fail(f"--long-model {long_model}: {lp.load_errors.get('model', 'failed to load')}")
+    return lp
 
 @app.command()
 def paper(ctx:typer.Context,
           replay:tuple[str, str]=typer.Option((None, None), "--replay", help="START END (UTC): replay the store's 1m bars of [START, END) through the loopback fake"),
           speed:float=typer.Option(600.0, help="data seconds per wall second"),
           models:Optional[Path]=typer.Option(None, help="model directory with short/ and baseline/ (default: the fallback rule)"),
+          long_model:Optional[Path]=typer.Option(None, help="long model directory (`btcfut train long`; default: long/ in --models if there): trade the combined strategy"),
           journal:Optional[str]=typer.Option(None, help="journal URL (default: execution.journal_url)"),
           port:Optional[int]=typer.Option(None, help="monitoring port (default: monitoring.port; 0 = a free port)")):
     "Paper-trade a replay of stored 1m bars through the live loop; one line per order, a summary at the end."
@@ -439,15 +453,17 @@ def paper(ctx:typer.Context,
     if replay[0] is None: _fail("paper trading runs on a replay for now: give --replay START END (UTC)")
     start, end = parse_time_range(*replay)
     if not speed > 0: _fail(f"--speed must be > 0, got {speed}")
-    from btcfut.live import short_predictor, warm_bars_for
+    from btcfut.live import short_predictor, warm_bars_for, warm_hours_for
     warm = warm_bars_for(short_predictor(models), st.cfg) # the bars the model's features need before the first decision
-    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root, warm), Journal(journal, cfg=st.cfg)
+    lm = long_model_option(models, long_model)
+    warm_h = 0 if lm is None else warm_hours_for(lm, st.cfg)
+    fx, j = replay_fake(start, end, speed, st.cfg, st.data_root, warm, warm_h), Journal(journal, cfg=st.cfg)
     session = lambda signals: replay_session(fx, start, end, speed, st.cfg, models, j, st.cfg.monitoring.port if port is None else port,
-                                             warm=warm, handle_signals=signals, on_decision=_print_order)
+                                             warm=warm, handle_signals=signals, on_decision=_print_order, long_model=lm)
     _print_summary(run_session(session).summary)
 
 # %% ../nbs/10_cli.ipynb #15812b3b
-def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:int|None, max_bars:int|None, warm:int|None):
+def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:int|None, max_bars:int|None, warm:int|None, long_model:Path|None=None):
     from btcfut.execution.journal import Journal
     from btcfut.live import exchange_session
     if max_bars is not None and max_bars < 1: _fail(f"--max-bars must be >= 1, got {max_bars}")
@@ -455,29 +471,33 @@ def _exchange_cmd(st:State, mode:str, models:Path|None, journal:str|None, port:i
     from btcfut.execution.orders import trading_keys
     cfg = st.cfg
     trading_keys(mode, cfg) # refused before the journal is opened
+    lm = long_model_option(models, long_model)
     j = Journal(journal, cfg=cfg)
     if mode == "live": typer.secho("LIVE trading: real orders with real money", err=True, fg="yellow")
     session = lambda signals: exchange_session(mode, cfg, models, j, cfg.monitoring.port if port is None else port, warm, max_bars,
-                                               handle_signals=signals, on_decision=_print_order)
+                                               handle_signals=signals, on_decision=_print_order, long_model=lm)
     _print_summary(run_session(session).summary)
 
 _SESSION_HELP = dict(models="model directory with short/ and baseline/ (default: the fallback rule)", journal="journal URL (default: execution.journal_url)",
                      port="monitoring port (default: monitoring.port; 0 = a free port)", max_bars="stop once this many bars are decided (default: until Ctrl-C)",
-                     warm="closed 1m bars fetched to start the features (default: what the model's features and window need)")
+                     warm="closed 1m bars fetched to start the features (default: what the model's features and window need)",
+                     long_model="long model directory (`btcfut train long`; default: long/ in --models if there): trade the combined strategy")
 
 @app.command()
 def testnet(ctx:typer.Context, models:Optional[Path]=typer.Option(None, help=_SESSION_HELP["models"]),
+            long_model:Optional[Path]=typer.Option(None, help=_SESSION_HELP["long_model"]),
             journal:Optional[str]=typer.Option(None, help=_SESSION_HELP["journal"]), port:Optional[int]=typer.Option(None, help=_SESSION_HELP["port"]),
             max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:Optional[int]=typer.Option(None, help=_SESSION_HELP["warm"])):
     "Trade Binance's futures testnet with the live loop (keys from the environment) until Ctrl-C; one line per order."
-    _exchange_cmd(ctx.obj, "testnet", models, journal, port, max_bars, warm)
+    _exchange_cmd(ctx.obj, "testnet", models, journal, port, max_bars, warm, long_model)
 
 @app.command()
 def live(ctx:typer.Context, models:Optional[Path]=typer.Option(None, help=_SESSION_HELP["models"]),
+         long_model:Optional[Path]=typer.Option(None, help=_SESSION_HELP["long_model"]),
          journal:Optional[str]=typer.Option(None, help=_SESSION_HELP["journal"]), port:Optional[int]=typer.Option(None, help=_SESSION_HELP["port"]),
          max_bars:Optional[int]=typer.Option(None, help=_SESSION_HELP["max_bars"]), warm:Optional[int]=typer.Option(None, help=_SESSION_HELP["warm"])):
     "Trade the live exchange with real money; refused unless live.enabled is true and BTCFUT_LIVE=1."
-    _exchange_cmd(ctx.obj, "live", models, journal, port, max_bars, warm)
+    _exchange_cmd(ctx.obj, "live", models, journal, port, max_bars, warm, long_model)
 
 # %% ../nbs/10_cli.ipynb #693a8b1d
 def journal_status(journal) -> dict: # a `Journal`
@@ -522,15 +542,15 @@ def cluster_option(workers:int|None, # `--workers`: processes of a LocalCluster
 # %% ../nbs/10_cli.ipynb #2c768576
 @app.command("backtest")
 def backtest_cmd(ctx:typer.Context,
-                 strategy:str=typer.Option("rules", help="rules (EMA trend, swept per fold) or models (long forecaster retrained per fold)"),
+                 strategy:str=typer.Option("rules", help="rules (EMA trend, swept per fold), models (long forecaster retrained per fold) or combined (the long view, entries timed by the short model, on one-minute bars)"),
                  start:str=typer.Option(..., help="first bar, UTC"), end:str=typer.Option(..., help="end (exclusive), UTC"),
                  report:Optional[Path]=typer.Option(None, help="write the HTML report here"),
                  json_file:Optional[Path]=typer.Option(None, "--json", help="write the metrics (all out of sample) as JSON here"),
-                 models:Path=typer.Option(Path("models/backtest"), help="the model strategy's per-fold model cache"),
+                 models:Path=typer.Option(Path("models/backtest"), help="the per-fold model cache (combined: its combined/ folder)"),
                  train:Optional[str]=typer.Option(None, help="walk-forward training window, e.g. 365D (default: the strategy's)"),
                  test:Optional[str]=typer.Option(None, help="walk-forward test window, e.g. 90D"),
-                 workers:Optional[int]=typer.Option(None, help="train the model folds on a Dask LocalCluster of this many processes"),
-                 scheduler:Optional[str]=typer.Option(None, help="train the model folds on the Dask cluster at this address")):
+                 workers:Optional[int]=typer.Option(None, help="run the folds (rules: sweeps, models: training) on a Dask LocalCluster of this many processes"),
+                 scheduler:Optional[str]=typer.Option(None, help="run the folds (rules: sweeps, models: training) on the Dask cluster at this address")):
     "Walk-forward backtest of one strategy over [start, end) of the store: metrics table, report, JSON."
     from btcfut.research import STRATEGIES, run_backtest, backtest_summary, print_metrics
     from btcfut.data.store import DataNotFoundError, atomic_write

@@ -17,11 +17,13 @@ from .metrics import (MetricsCalculator, fold_metrics, metrics_table, print_metr
 
 # %% auto #0
 __all__ = ['RISK_TARGET_VOLS', 'MAX_BREACH_SHARE', 'DRAWDOWN_QUANTILE', 'DRAWDOWN_DAYS', 'BOOT_PATHS', 'BOOT_BLOCK_DAYS',
-           'FEATURE_SET_FILE', 'STRATEGIES', 'ema', 'trend_direction', 'rebalance_band', 'vol_target_leverage',
-           'RiskLog', 'apply_risk', 'strategy_target', 'decisions_only', 'ResearchSettings', 'research_frame',
-           'no_edge_drawdown', 'choose_risk_limits', 'buy_and_hold_target', 'ResearchResult', 'run_research',
-           'report_tables', 'ModelSettings', 'run_demo', 'feature_columns', 'fold_key', 'check_cache_dir',
-           'stitch_forecasts', 'forecast_scores', 'run_model_research', 'model_figures', 'backtest_summary',
+           'FEATURE_SET_FILE', 'COMBINED_VARIANTS', 'RISK_INPUTS', 'STRATEGIES', 'ema', 'trend_direction',
+           'rebalance_band', 'vol_target_leverage', 'RiskLog', 'apply_risk', 'strategy_target', 'decisions_only',
+           'ResearchSettings', 'research_frame', 'no_edge_drawdown', 'choose_risk_limits', 'buy_and_hold_target',
+           'ResearchResult', 'run_research', 'report_tables', 'ModelSettings', 'run_demo', 'feature_columns',
+           'fold_key', 'check_cache_dir', 'stitch_forecasts', 'forecast_scores', 'run_model_research', 'model_figures',
+           'CombinedSettings', 'long_folds', 'long_forecasts', 'short_fold_key', 'short_predictions',
+           'combined_targets', 'minute_risk_frame', 'run_combined_research', 'combined_samples', 'backtest_summary',
            'run_backtest']
 
 # %% ../nbs/06a_research.ipynb #b7f30c19
@@ -312,6 +314,8 @@ class ResearchResult:
     models:Any=None # `run_demo(models=True)`: the model strategy's ResearchResult
     forecasts:list|None=None # model strategy: (fold, QuantileForecast) per test window, in time order
     forecast_horizon:int|None=None # model strategy: bars its forecasts look ahead
+    signal_scores:pd.DataFrame|None=None # combined strategy: the short model's out-of-sample classification scores per fold
+    others:dict|None=None # combined strategy: the runs beside it on the same minutes (long view only, short signal only, do nothing)
     def __repr__(self):
         m = self.metrics
         return (f"ResearchResult({len(self.walk_forward.folds)} folds, {self.walk_forward.n_trials} configurations × "
@@ -354,6 +358,7 @@ def _research_metrics(wf:WalkForwardResult, baseline, unmanaged, cfg:Config, st:
 def run_research(sample, # btcfut.data.store.Sample
                  cfg:Config|None=None,
                  progress:bool=True, # tqdm over folds
+                 cluster:int|str|None=None, # run the folds' sweeps on Dask (`run_tasks`): N local processes or a scheduler address
                 ) -> ResearchResult:
     "Walk-forward research of the trend strategy on `sample`: sweep per fold, risk-checked OOS backtest, metrics."
     from btcfut.backtest import BacktestEngine
@@ -370,7 +375,9 @@ def run_research(sample, # btcfut.data.store.Sample
     run = lambda eng, tgt: eng.run(_bars(frame.loc[tgt.index]), tgt, mark=_mark(frame.loc[tgt.index]), funding=funding)
     folds = walk_forward_folds(frame.index, st.train, st.test, st.purge, st.embargo, st.expanding, label_horizon=1)
     t1 = time.perf_counter()
-    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress)
+    wf = run_walk_forward(frame, folds, retrain, signal, lambda tgt: run(traded, tgt), progress=progress, cluster=cluster)
+    if cluster is not None: # the signals ran in the workers: replay them here (no sweep) for the risk manager's decisions
+        for f, params in zip(folds, wf.models): signal(params, frame.iloc[:f.test_stop], f)
     timings["walk_forward_s"] = time.perf_counter() - t1
     baseline = run(engine, buy_and_hold_target(wf.target.index, folds))
     # the halts are a control, not part of the rule: show the same OOS targets without them beside the managed run
@@ -381,10 +388,12 @@ def run_research(sample, # btcfut.data.store.Sample
 
 # %% ../nbs/06a_research.ipynb #f3d2018d
 def report_tables(res:ResearchResult) -> dict:
-    "The report's tables of a run: per-fold out-of-sample results, and for the model strategy the forecaster's scores per fold."
+    "The report's tables of a run: per-fold out-of-sample results, and the models' scores per fold (model and combined strategies)."
     t = {"per-fold out-of-sample results": res.walk_forward.fold_stats.drop(columns=["model"], errors="ignore")}
     if res.forecast_scores is not None:
         t["the long forecaster's out-of-sample scores per fold (log return over its horizon)"] = res.forecast_scores
+    if res.signal_scores is not None:
+        t["the short model's out-of-sample scores per fold (up / neutral / down over its horizon)"] = res.signal_scores
     return t
 
 # %% ../nbs/06a_research.ipynb #ca3d5483
@@ -652,8 +661,271 @@ def model_figures(res:ResearchResult, # a model strategy's result (`run_model_re
     ok = y.notna().to_numpy()
     return figs + calibration_figures(y.to_numpy()[ok], fc.values[ok], fc.levels)
 
+# %% ../nbs/06a_research.ipynb #r4c6a002
+COMBINED_VARIANTS = 3 # strategies compared on the same minutes: combined, the long view alone, the short signal alone
+
+@dataclass
+class CombinedSettings:
+    "The combined strategy's settings (`research.combined`)."
+    history:str="240D" # 1h bars loaded before the long model's training window: its features' warm-up (daily features need 200 days)
+    long:dict=field(default_factory=dict) # overrides of models.long, after research.models.long and research.demo.long
+    short:dict=field(default_factory=dict) # overrides of models.short
+    short_threshold:float|None=None # confidence that times an entry; None: each fold's own (a quantile of its validation confidences)
+
+    @classmethod
+    def from_config(cls, cfg:Config, **overrides) -> "CombinedSettings":
+        "`research.combined` of `cfg`, then `overrides`."
+        d = {**(cfg.get("research.combined") or Config({})).to_dict(), **overrides}
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown: raise ValueError(f"unknown research.combined settings: {sorted(unknown)}")
+        return cls(**d)
+
+    def models(self, cfg:Config) -> tuple:
+        "(`ModelSettings` of the long forecaster, `ShortParams` of the short model) with this strategy's overrides."
+        from btcfut.models.short import ShortParams
+        ms = ModelSettings.from_config(cfg, demo=True, first_test=None)
+        return replace(ms, long={**ms.long, **self.long}), ShortParams.from_config(cfg, **self.short)
+
+# %% ../nbs/06a_research.ipynb #r4c6a005
+def long_folds(index:pd.DatetimeIndex, # open times of the hourly research frame
+               spans:list, # (first, last) minute of each one-minute stretch traded
+               train:str, purge:str, # the long model's training window and the gap after it, e.g. "365D", "24h"
+               lead:int=0, # hours the test window starts before the stretch's first hour
+              ) -> list:
+    "One walk-forward fold per one-minute stretch: trained on the hours before it, testing on its hours."
+    from btcfut.walkforward import Fold, window_bars
+    n_train, n_purge = window_bars(train, index, "train"), window_bars(purge, index, "purge")
+    folds = []
+    for first, last in spans:
+        s, e = index.searchsorted(first.floor("h")) - lead, index.searchsorted(last, side="right")
+        if s - n_purge - n_train < 0 or e <= s:
+            need = first.floor("h") - pd.Timedelta(hours=lead) - pd.Timedelta(purge) - pd.Timedelta(train)
+            raise ValueError(f"not enough 1h history for the one-minute bars from {first}: the long model's {train} training window "
+                             f"and {purge} purge need hourly features from {need}; the hourly research frame covers "
+                             f"{index[0] if len(index) else None} → {index[-1] if len(index) else None}")
+        folds.append(Fold(len(folds), s - n_purge - n_train, s - n_purge, s, e, index))
+    return folds
+
+# %% ../nbs/06a_research.ipynb #r4c6a008
+def long_forecasts(frame:pd.DataFrame, # the hourly research frame
+                   folds:list, # `long_folds` on `frame.index`
+                   ms:ModelSettings, cfg:Config,
+                   cache_dir:Path|None, # the long models' cache (None: retrain every run)
+                   counts:dict, # collects how many folds were trained and read from the cache
+                  ) -> list: # (fold, QuantileForecast) pairs, in time order
+    "The long forecaster's out-of-sample forecasts on each fold's test hours, through the model strategy's hooks."
+    from btcfut.signals import SignalSettings
+    fcs = []
+    retrain, signal = _model_hooks(frame, ms, ms.long_config(cfg), SignalSettings.from_config(cfg), cfg.to_dict(),
+                                   float(cfg.backtest.initial_equity), cache_dir, RiskLog(), counts, fcs)
+    for f in folds: signal(retrain(f, frame.iloc[f.train]), frame.iloc[:f.test_stop], f)
+    return fcs
+
+# %% ../nbs/06a_research.ipynb #r4c6a010
+def short_fold_key(data, # `ShortData`
+                   fold, # a `ShortFold` of it
+                   p, # `ShortParams`
+                  ) -> str:
+    "Content hash of a short fold's training rows (features and labels, with their input windows), columns and settings."
+    import hashlib, json
+    from dataclasses import asdict
+    lo, hi = max(int(fold.fit.min()) - p.lookback + 1, 0), int(max(fold.fit.max(), fold.val.max())) + 1
+    h = hashlib.sha256(json.dumps({"p": asdict(p), "columns": data.columns}, sort_keys=True, default=str).encode())
+    h.update(pd.util.hash_pandas_object(data.features.iloc[lo:hi], index=True).to_numpy().tobytes())
+    h.update(np.nan_to_num(data.y[lo:hi], nan=-1.0).tobytes())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/06a_research.ipynb #r4c6a011
+def short_predictions(data, # `ShortData` of the one-minute bars
+                      folds:list, # `short_folds(data, p)`
+                      p, # `ShortParams`
+                      cache_dir:Path|None, # the short models' cache (None: retrain every run)
+                      counts:dict, # collects how many folds were trained and read from the cache
+                      progress:bool=False,
+                     ) -> tuple: # (predictions: time, fold, p_down, p_neutral, p_up, label, threshold; one line per fold's model)
+    "Each fold's short model, trained on its fit rows (or read from the cache), on every minute of its test window."
+    from tqdm.auto import tqdm
+    from btcfut.models.short import train_short, load_short
+    rows, models = [], []
+    for f in tqdm(folds, disable=not progress, desc="short folds"):
+        path = None if cache_dir is None else Path(cache_dir)/short_fold_key(data, f, p)
+        if path is not None and path.is_dir(): m, how = load_short(path), "cached"
+        else:
+            m, how = train_short(data, f.fit, f.val, p), "trained"
+            m.meta["fold"] = f.k
+            if path is not None: m.save(path)
+        counts[how] = counts.get(how, 0) + 1
+        pos = np.flatnonzero(data.window_ok & (data.stretch == f.stretch) & (data.index >= f.test_times[0]) & (data.index <= f.test_times[1]))
+        pr, thr = m.predict_proba(data, pos), float(m.meta["confidence_threshold"])
+        rows.append(pd.DataFrame({"time": data.index[pos], "fold": f.k, "p_down": pr[:, 0], "p_neutral": pr[:, 1], "p_up": pr[:, 2],
+                                  "label": data.y[pos], "threshold": thr}))
+        models.append(f"short model: temperature {m.temperature:.3g}, threshold {thr:.4f}")
+    return pd.concat(rows, ignore_index=True), models
+
+# %% ../nbs/06a_research.ipynb #r4c6a013
+def combined_targets(long_target:pd.Series, # target leverage per long decision bar (index: the hourly bar's open time)
+                     pred:pd.DataFrame, # short predictions: time, p_down, p_neutral, p_up, threshold
+                     minutes:pd.DatetimeIndex, # the one-minute bars traded (one or more continuous stretches)
+                     s, # `SignalSettings`
+                     horizon:int, # the short label's horizon, minutes (how long the short signal alone holds a call)
+                     threshold:float|None=None, # confidence that times an entry (None: each prediction's own `threshold`)
+                    ) -> pd.DataFrame: # columns: combined, long view only, short signal only
+    "Target leverage per minute of the combined strategy, the long view alone and the short signal alone; flat at each stretch's end."
+    from btcfut.models.short import SignalClass, confidence, signal_target, stretch_ids
+    from btcfut.signals import long_view, time_entries
+    t, proba = pd.DatetimeIndex(pred["time"]), pred[["p_down", "p_neutral", "p_up"]].to_numpy(float)
+    call = proba.argmax(1)
+    side = pd.Series(np.where(call == SignalClass.UP, 1.0, np.where(call == SignalClass.DOWN, -1.0, 0.0)), t)
+    conf = pd.Series(confidence(proba), t)
+    need = pd.Series(pred["threshold"].to_numpy(float) if threshold is None else float(threshold), t)
+    sid, parts = stretch_ids(minutes, "1m"), []
+    for k in np.unique(sid):
+        m = minutes[sid == k]
+        view = long_view(long_target, m)
+        part = pd.DataFrame({"combined": time_entries(view, m, s, side, conf, threshold=need), "long view only": time_entries(view, m, s),
+                             "short signal only": signal_target(pred[t.isin(m)], horizon, m)}, index=m)
+        part.iloc[-2:] = 0.0 # the engine fills a target at the next bar's open: flat one minute before the last, not after the gap
+        parts.append(part)
+    return pd.concat(parts)
+
+# %% ../nbs/06a_research.ipynb #r4c6a017
+RISK_INPUTS = ("atr_14", "hv_24", "funding_rate", "hours_to_next_funding") # what `apply_risk` reads besides the price
+
+def minute_risk_frame(bars:pd.DataFrame, # the one-minute bars traded
+                      hourly:pd.DataFrame, # the hourly research frame
+                     ) -> pd.DataFrame:
+    "The minutes' close and the hourly risk inputs of the last hour closed before each minute opens."
+    from btcfut.signals import long_view
+    known = {c: long_view(hourly[c], bars.index, bar="1h", lag="0min") for c in RISK_INPUTS if c in hourly}
+    return pd.DataFrame({"close": bars["close"], **known}, index=bars.index)
+
+# %% ../nbs/06a_research.ipynb #r4c6a020
+def _combined_minutes(bars:pd.DataFrame, pred:pd.DataFrame, interval:str) -> pd.DataFrame:
+    "The one-minute bars from each stretch's first predicted minute to its last."
+    from btcfut.models.short import stretch_ids
+    sid, t = stretch_ids(bars.index, interval), pd.DatetimeIndex(pred["time"])
+    psid, keep = sid[bars.index.get_indexer(t)], np.zeros(len(bars), bool)
+    for k in np.unique(psid): keep |= (bars.index >= t[psid == k].min()) & (bars.index <= t[psid == k].max())
+    return bars[keep]
+
+def _combined_walk_forward(data, sfolds:list, pred:pd.DataFrame, models:list, target:pd.Series, traded) -> WalkForwardResult:
+    "The short model's folds as a `WalkForwardResult` over the minutes traded (per-fold tables, `fold_of`)."
+    from btcfut.walkforward import Fold, _fold_table
+    first = pred.groupby("fold")["time"].min()
+    folds = [Fold(f.k, int(f.fit.min()), int(max(f.fit.max(), f.val.max())) + 1, int(data.index.get_loc(first[f.k])),
+                  int(data.index.get_loc(f.test_times[1])) + 1, data.index) for f in sfolds]
+    return WalkForwardResult(folds, models, target, pd.Series(True, target.index, name="in_test"), traded, None, _fold_table(folds, models))
+
+# %% ../nbs/06a_research.ipynb #r4c6a021
+def _signal_scores(pred:pd.DataFrame) -> pd.DataFrame|None:
+    "The short model's out-of-sample classification metrics per fold and overall, on the minutes whose label is known."
+    from btcfut.models.short import classification_metrics
+    ok = pred[pred["label"].notna()]
+    if ok.empty: return None
+    score = lambda g: classification_metrics(g[["p_down", "p_neutral", "p_up"]].to_numpy(), g["label"].to_numpy())
+    rows = {int(k): score(g) for k, g in ok.groupby("fold")} | {"all": score(ok)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("fold")
+
+# %% ../nbs/06a_research.ipynb #r4c6a029
+def _combined_runs(wants:pd.DataFrame, # target per minute, one column per strategy (`combined_targets`)
+                   bars:pd.DataFrame, # the one-minute bars traded
+                   frame:pd.DataFrame, # the hourly research frame (risk inputs)
+                   funding:pd.DataFrame, cfg:Config, st:ResearchSettings, interval:str="1m",
+                  ) -> tuple: # (risk-checked targets, backtest results by name, the combined strategy's risk log)
+    "Each strategy risk-checked and traded with the halts; beside them buy-and-hold, the combined targets without halts, doing nothing."
+    from btcfut.backtest import BacktestEngine
+    from btcfut.models.short import stretch_ids
+    from btcfut.sizing import RiskManager
+    rframe, rlog = minute_risk_frame(bars, frame), RiskLog()
+    tg = {c: decisions_only(apply_risk(wants[c], rframe, RiskManager(cfg), st.equity, rlog if c == "combined" else None))
+          for c in wants}
+    traded = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits())
+    free = BacktestEngine(cfg, leverage=st.margin_leverage, **st.engine_limits(False))
+    run = lambda eng, t: eng.run(_bars(bars), t, funding=funding) # no one-minute mark prices: the last price stands in
+    res = {c: run(traded, t) for c, t in tg.items()}
+    edge = np.diff(stretch_ids(bars.index, interval)) != 0 # long 1x from each stretch's first minute, flat from its second-to-last
+    hold = pd.Series(np.where(np.r_[edge[1:], True, True], 0.0, np.where(np.r_[True, edge], 1.0, np.nan)), bars.index)
+    res |= {"buy and hold": run(free, hold), "do nothing": run(free, pd.Series(0.0, bars.index))}
+    if st.risk_limits: res["combined, no halts"] = run(free, tg["combined"])
+    return tg, res, rlog
+
+def _combined_metrics(wf:WalkForwardResult, res:dict, cfg:Config, st:ResearchSettings) -> pd.DataFrame:
+    "The metrics table: the combined strategy (and without halts), the long view alone, the short signal alone, buy-and-hold, nothing."
+    m = _research_metrics(wf, res["buy and hold"], res.get("combined, no halts"), cfg, st)
+    mc = MetricsCalculator(cfg, interval=st.interval)
+    alone = [mc.compute(res[c], n_trials=st.rule_variants_tried, name=c) for c in ("long view only", "short signal only")]
+    return metrics_table(*[m[c] for c in m.columns[:-1]], *alone, m["buy and hold"], mc.compute(res["do nothing"], name="do nothing"))
+
+# %% ../nbs/06a_research.ipynb #r4c6a022
+def run_combined_research(hourly, # btcfut.data.store.Sample of 1h bars, mark and funding: the long model's history and the stretches' hours
+                          minute, # btcfut.data.store.Sample of the one-minute bars traded (one or more continuous stretches)
+                          cfg:Config|None=None,
+                          cs:CombinedSettings|None=None, # default: `CombinedSettings.from_config(cfg)`
+                          cache_dir:str|Path|None="models/combined", # per-fold model caches in `long/` and `short/` (None: retrain)
+                          progress:bool=True,
+                         ) -> ResearchResult:
+    "The combined strategy out of sample on one-minute bars: long view from the long model, entries timed by the short model."
+    from btcfut.models.short import short_features, short_labels, short_data, short_folds
+    from btcfut.signals import SignalSettings, long_targets
+    cfg = cfg or Config.load(); cs = cs or CombinedSettings.from_config(cfg)
+    (ms, p), st, ss = cs.models(cfg), ResearchSettings.from_config(cfg), SignalSettings.from_config(cfg)
+    cache = None if cache_dir is None else Path(cache_dir)
+    timings, counts, t0 = {}, {"long": {}, "short": {}}, time.perf_counter()
+    frame = research_frame(hourly, cfg, st)
+    data = short_data(short_features(minute.bars, minute.funding, p.features, cfg),
+                      short_labels(minute.bars["close"], p.horizon, p.k, p.vol_window), p)
+    if cache is not None:
+        check_cache_dir(cache/"long", feature_columns(frame), st.interval); check_cache_dir(cache/"short", data.columns, p.interval)
+    timings["features_s"] = time.perf_counter() - t0
+    sfolds = short_folds(data, p)
+    spans = [(min(f.test_times[0] for f in sfolds if f.stretch == k), max(f.test_times[1] for f in sfolds if f.stretch == k))
+             for k in sorted({f.stretch for f in sfolds})]
+    lfolds = long_folds(frame.index, spans, ms.train, ms.purge, lead=ms.decide_every) # refuses a stretch without the history it needs
+    pred, models = short_predictions(data, sfolds, p, None if cache is None else cache/"short", counts["short"], progress)
+    bars = _combined_minutes(minute.bars, pred, p.interval)
+    timings["short_s"] = time.perf_counter() - t0 - timings["features_s"]; t1 = time.perf_counter()
+    fcs = long_forecasts(frame, lfolds, ms, cfg, None if cache is None else cache/"long", counts["long"])
+    long_t = pd.concat([long_targets(fc.moments(), ss) for _, fc in fcs]) if fcs else pd.Series(dtype=float)
+    timings["long_s"] = time.perf_counter() - t1; t2 = time.perf_counter()
+    wants = combined_targets(long_t, pred, bars.index, ss, p.horizon, cs.short_threshold)
+    mst = replace(st, interval=p.interval, bars_per_year=periods_per_year(p.interval), rule_variants_tried=COMBINED_VARIANTS * ms.n_trials)
+    tg, res, rlog = _combined_runs(wants, bars, frame, minute.funding, cfg, mst, p.interval)
+    wf = _combined_walk_forward(data, sfolds, pred, models, tg["combined"], res["combined"])
+    m = _combined_metrics(wf, res, cfg, mst)
+    timings.update(backtest_s=time.perf_counter() - t2, models=counts, total_s=time.perf_counter() - t0)
+    return ResearchResult(wf, res["combined"], res["buy and hold"], res.get("combined, no halts"), m, rlog, mst, None, timings,
+                          forecast_scores(fcs, frame["close"], ms.long_config(cfg).horizon), forecasts=fcs,
+                          forecast_horizon=ms.long_config(cfg).horizon, signal_scores=_signal_scores(pred),
+                          others={c: res[c] for c in ("long view only", "short signal only", "do nothing")})
+
+# %% ../nbs/06a_research.ipynb #r4c6a023
+def combined_samples(start, end, # the range of the store, UTC (end exclusive)
+                     cfg:Config, cs:CombinedSettings|None=None,
+                     root:str|Path|None=None, # store root (default: the bundled data)
+                    ) -> tuple: # (hourly Sample, one-minute Sample)
+    "The one-minute bars of `[start, end)`, and the hourly bars from where the long model's first training window needs them."
+    from btcfut.data.store import load_sample
+    from btcfut.models.short import stretch_ids
+    cs = cs or CombinedSettings.from_config(cfg); ms, p = cs.models(cfg)
+    start, end = (pd.Timestamp(t) for t in (start, end))
+    start, end = (t.tz_localize("UTC") if t.tzinfo is None else t for t in (start, end))
+    minute = load_sample(p.interval, start=start, end=end, root=root)
+    if not len(minute.bars):
+        b = load_sample(p.interval, root=root).bars; sid = stretch_ids(b.index, p.interval)
+        have = ", ".join(f"{b.index[sid == k][0]:%Y-%m-%d %H:%M} → {b.index[sid == k][-1]:%Y-%m-%d %H:%M}" for k in np.unique(sid))
+        raise ValueError(f"no {p.interval} bars in [{start}, {end}): the combined strategy trades one-minute bars, "
+                         f"which the store holds only in {have or 'no range'}")
+    first = minute.bars.index[0]
+    need = first.floor("h") - pd.Timedelta(hours=ms.decide_every) - pd.Timedelta(ms.purge) - pd.Timedelta(ms.train)
+    hourly = load_sample(ResearchSettings.from_config(cfg).interval, start=need - pd.Timedelta(cs.history), end=end, root=root)
+    have = max((x.index[0] for x in (hourly.bars, hourly.mark) if x is not None and len(x)), default=None)
+    if have is None or have > need:
+        raise ValueError(f"not enough 1h history for the one-minute bars from {first}: the long model's {ms.train} training window "
+                         f"and {ms.purge} purge need hourly bars and mark prices from {need}; the store's begin at {have}")
+    return hourly, minute
+
 # %% ../nbs/06a_research.ipynb #0cc82c34
-STRATEGIES = ("rules", "models")
+STRATEGIES = ("rules", "models", "combined")
 
 def _check_range(sample, start:pd.Timestamp, end:pd.Timestamp, interval:str) -> None:
     "Refuse an empty range or one that reaches outside the stored bars."
@@ -684,18 +956,36 @@ def backtest_summary(res:ResearchResult, strategy:str, start, end) -> dict:
                          res.walk_forward.fold_stats.reset_index().to_dict(orient="records")],
             "forecast_scores": None if res.forecast_scores is None else
                 {str(k): {c: _jsonable(v) for c, v in r.items()} for k, r in res.forecast_scores.iterrows()},
+            **({} if res.signal_scores is None else {"signal_scores":
+                {str(k): {c: _jsonable(v) for c, v in r.items()} for k, r in res.signal_scores.iterrows()}}),
             "timings": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.timings.items()}}
 
+# %% ../nbs/06a_research.ipynb #r4c6a030
+def _combined_backtest(start:pd.Timestamp, end:pd.Timestamp, cfg:Config, data_dir, models_dir, train, test, report, progress, cluster) -> ResearchResult:
+    "`run_backtest` of the combined strategy: its one-minute bars of `[start, end)`, and the report."
+    if train or test or cluster is not None:
+        raise ValueError("the combined strategy takes its windows from research.models (long model) and models.short (short model) "
+                         "and trains in process: train, test and cluster apply to the rules and models strategies only")
+    hourly, minute = combined_samples(start, end, cfg, root=data_dir)
+    res = run_combined_research(hourly, minute, cfg, cache_dir=None if models_dir is None else Path(models_dir)/"combined", progress=progress)
+    if report is not None:
+        others = ({"strategy, no halts": res.unmanaged} if res.unmanaged is not None else {}) | (res.others or {})
+        res.report = write_report(res.result, report, f"btcfut backtest: combined strategy on one-minute bars, {start:%Y-%m-%d} → "
+                                  f"{end:%Y-%m-%d}, {len(res.walk_forward.folds)} walk-forward folds of the short model",
+                                  baseline=res.baseline, walk_forward=res.walk_forward, metrics=res.metrics, others=others,
+                                  max_points=res.settings.report_max_points, tables=report_tables(res))
+    return res
+
 # %% ../nbs/06a_research.ipynb #a5979d78
-def run_backtest(strategy:str, # "rules" or "models"
+def run_backtest(strategy:str, # "rules", "models" or "combined"
                  start, end, # the range of the store, UTC (end exclusive)
                  cfg:Config|None=None,
                  data_dir:str|Path|None=None, # store root (default: the bundled data)
-                 models_dir:str|Path|None="models/backtest", # the model strategy's per-fold cache (None: no cache)
+                 models_dir:str|Path|None="models/backtest", # the per-fold model cache (combined: its `combined/` folder; None: no cache)
                  train:str|None=None, test:str|None=None, # walk-forward windows (default: `research:` / `ModelSettings`)
                  report:str|Path|None=None, # HTML report path (None: no report)
                  progress:bool=False,
-                 cluster:int|str|None=None, # the model strategy's folds on Dask: N local processes or a scheduler address
+                 cluster:int|str|None=None, # the folds on Dask (rules: the sweeps, models: the training): N local processes or a scheduler address
                 ) -> ResearchResult:
     "One strategy, walk-forward out of sample over `[start, end)` of the store, with metrics (and a report)."
     from btcfut.data.store import load_sample
@@ -704,13 +994,14 @@ def run_backtest(strategy:str, # "rules" or "models"
     start, end = (t.tz_localize("UTC") if t.tzinfo is None else t for t in (start, end))
     if start >= end: raise ValueError(f"empty range: start {start} is not before end {end}")
     cfg = cfg or Config.load()
+    if strategy == "combined": return _combined_backtest(start, end, cfg, data_dir, models_dir, train, test, report, progress, cluster)
     d = cfg.to_dict(); d["research"].update(start=str(start), end=str(end))
     if strategy == "rules": d["research"].update({k: v for k, v in (("train", train), ("test", test)) if v})
     cfg = Config(d)
     st = ResearchSettings.from_config(cfg)
     sample = load_sample(st.interval, start=start, end=end, root=data_dir)
     _check_range(sample, start, end, st.interval)
-    if strategy == "rules": res = run_research(sample, cfg, progress=progress)
+    if strategy == "rules": res = run_research(sample, cfg, progress=progress, cluster=cluster)
     else:
         ms = ModelSettings.from_config(cfg, first_test=None, **{k: v for k, v in (("train", train), ("test", test)) if v})
         res = run_model_research(sample, cfg, ms, cache_dir=models_dir, progress=progress, cluster=cluster)

@@ -117,14 +117,17 @@ def time_entries(long_target:pd.Series, # target leverage at decision bars (NaN 
                  s:SignalSettings,
                  short_signal:pd.Series|None=None, # +1 / -1 / 0 per bar (None: no timing, the long view is traded as is)
                  short_confidence:pd.Series|None=None, # confidence of the short signal per bar, in [0, 1]
+                 threshold:pd.Series|None=None, # confidence needed per bar (None: `s.short_threshold` on every bar)
                 ) -> pd.Series:
     "Target leverage on every bar of `index`: the long view held between decisions, entries timed by the short signal."
     want = long_target.reindex(index.union(long_target.index)).ffill().reindex(index)
     if short_signal is None: return want.fillna(0.0).rename("target")
     if short_confidence is None: raise ValueError("short_signal needs short_confidence")
     sig = short_signal.reindex(index).fillna(0.0).to_numpy(float)
-    conf = short_confidence.reindex(index).fillna(0.0).to_numpy(float)
-    return pd.Series(_time_entries(want.to_numpy(float), sig, conf, float(s.short_threshold)), index, name="target")
+    conf, thr = short_confidence.reindex(index).fillna(0.0).to_numpy(float), float(s.short_threshold)
+    if threshold is not None: # the rule reads only whether the confidence reaches the bar's threshold (NaN: never)
+        conf, thr = (conf >= threshold.reindex(index).to_numpy(float)).astype(float), 1.0
+    return pd.Series(_time_entries(want.to_numpy(float), sig, conf, thr), index, name="target")
 
 # %% ../nbs/06b_signals.ipynb #f65c3108
 def long_view(long_target:pd.Series, # target leverage per long decision bar (index: that bar's open time)

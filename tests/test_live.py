@@ -196,23 +196,25 @@ def tiny_model(tmp_path_factory):
     return d, cfg
 
 def test_decisions_equal_research_targets(tiny_model):
-    """Six hours of real bars through the fake's websocket with a trained model that reads a 1h feature and the funding features:
-    the warm-up is sized from the model (longer than 300 bars), funding comes over REST (at the warm-up and when the 08:00 event
-    is due), every decision is the model's, each feature row equals the batch one on the same bars and funding, each decision's
+    """A day of real bars through the fake's websocket with a trained model that reads a 1h feature and the funding features:
+    the warm-up is sized from the model (longer than 300 bars), funding comes over REST (at the warm-up and when each of the
+    08:00, 16:00 and 00:00 events is due), every decision is the model's, each feature row equals the batch one on the same bars and funding, each decision's
     side is the research flow's target (`signal_target` on the model's batch predictions) and its size the sizing rule's."""
     from btcfut.fakex import replay_fake
     from btcfut.live import replay_session
     from btcfut.models.serve import ShortPredictor
     from btcfut.models.short import signal_target
     from btcfut.sizing import PositionSizer
-    d, cfg = tiny_model
-    start, end = START, START + pd.Timedelta(hours=6)
+    from btcfut.core import Config
+    d, _ = tiny_model
+    cfg = Config.load(overrides={**TINY, "live.max_decisions": 2000}) # every decision kept in memory
+    start, end = START, START + pd.Timedelta(hours=24)
     fx = replay_fake(start, end, 12000.0, cfg, warm=3000) # the store's bars and funding from 50 hours before
     lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d))
     ds, w = list(lp.decisions), lp.warm_rows
     assert w == lp.warm_bars() > 14 * 60, w # the 1h RSI needs fifteen hours: the old fixed 300 bars left the model flat
     bars, funding = fx.data.bars("klines", "1m"), fx.data.funding
-    i0, n = bars.index.get_loc(start), 360
+    i0, n = bars.index.get_loc(start), 1440
     assert [x.open_ms for x in ds] == list(time_to_ms(bars.index[i0:i0 + n]))
     assert {x.source for x in ds} == {"model"}
     assert "btcfut_fallbacks_total{" not in lp.metrics.exposition().decode()
@@ -220,7 +222,7 @@ def test_decisions_equal_research_targets(tiny_model):
     live = pd.DataFrame(list(lp.rows))
     cols = ["rsi_14_1h", "funding_rate", "hours_to_next_funding"]
     pd.testing.assert_frame_equal(live[cols], feats.loc[live.index, cols], check_names=False, check_freq=False)
-    assert live.funding_rate.nunique() == 2 # the 08:00 event reached the features while live
+    assert lp._funding_last_ms == time_to_ms(funding.loc[:end].index[-1]) > time_to_ms(start) + 16 * 3_600_000 # the 00:00 event fetched while live
     p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=feats.index[w:])
     pred = p.to_frame().assign(time=p.time, threshold=lp.predictor.model.meta["confidence_threshold"])
     target = signal_target(pred, lp.hold_bars, feats.index[w:])
@@ -245,6 +247,69 @@ def test_short_warm_up_falls_back_on_nan(tiny_model, sample, caplog):
     assert 'reason="nan",source="flat"} 3.0' in lp.metrics.exposition().decode()
     assert any("rsi_14_1h" in str(getattr(r, "fields", "")) for r in caplog.records)
     assert any(r.getMessage().startswith("warm-up too short") for r in caplog.records) # said at the warm-up already
+
+# --- both models: the long forecast sets the view, the short call times the entries ---------------------------------
+
+LONG = {"models.long.lookback": 24, "models.long.horizon": 24, "models.long.n_quantiles": 9, "models.long.hidden_size": 4,
+        "models.long.attention_heads": 1, "models.long.hidden_continuous_size": 2, "models.long.max_epochs": 1, "models.long.every": 6}
+LONG_FEATURES = ["logret_1", "logret_24", "rsi_14", "natr_14", "bb_pctb_20_2", "rsi_14_4h", "funding_rate"] # a 4h feature and funding
+
+@pytest.fixture(scope="module")
+def tiny_long(tmp_path_factory):
+    "A tiny long forecaster (24-hour window and horizon) trained once on the store's hours of May to July 2023, saved as a model directory."
+    from btcfut.core import Config
+    from btcfut.models.long import LongConfig, train_long
+    cfg = Config.load(overrides=LONG)
+    s = load_sample("1h", "2023-04-01", "2023-07-31")
+    m = train_long(build_features(s.bars, s.funding, cfg=cfg)[LONG_FEATURES], s.bars.close, LongConfig.from_config(cfg), "2023-05-01", "2023-07-31")
+    return m.save(tmp_path_factory.mktemp("long") / "long")
+
+def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
+    """Twelve hours of real bars through the fake's websocket with both models: the loop builds the hours from the minutes, forecasts
+    each on its worker, and every decision's target leverage is the research flow's combined rule on the same bars with the same
+    models — batch long forecasts on the hours (the fake's 1h klines of the warm-up, then the minutes aggregated), `long_targets`,
+    `long_view`, `time_entries` with the batch short calls — and its size leverage × equity / price."""
+    from btcfut.core import Config
+    from btcfut.data.store import resample_bars
+    from btcfut.fakex import replay_fake
+    from btcfut.live import replay_session, warm_hours_for
+    from btcfut.models.serve import LongPredictor, ShortPredictor
+    from btcfut.signals import SignalSettings, long_targets, long_view, time_entries
+    from btcfut.sizing import PositionSizer
+    d, _ = tiny_model
+    cfg = Config.load(overrides={**TINY, **LONG, "live.max_decisions": 2000}) # every decision kept in memory
+    chain = LongPredictor(tiny_long, deadline_ms=1e6) # the deadline is not under test
+    start, end, n = START, START + pd.Timedelta(hours=12), 720
+    fx = replay_fake(start, end, 12000.0, cfg, warm=3000, warm_hours=warm_hours_for(chain, cfg))
+    lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d, long_model=chain))
+    ds, s = list(lp.decisions), lp.summary
+    assert s["strategy"] == "long+short" and lp.journal.rows("decision")[-1]["payload"]["strategy"] == "long+short"
+    minutes, funding = fx.data.bars("klines", "1m"), fx.data.funding
+    i0 = minutes.index.get_loc(start); idx = minutes.index[i0:i0 + n]
+    assert [x.open_ms for x in ds] == list(time_to_ms(idx))
+    assert {x.source for x in ds} == {"model"} and s["long"]["sources"] == {"model": 2 + 11} # two warm-up hours, 05:00 .. 15:00 live
+    hours = pd.concat([fx.data.bars("klines", "1h").loc[:start - pd.Timedelta(hours=1)].iloc[-lp.long_warm_rows:],
+                       resample_bars(minutes.iloc[i0:i0 + n], "1h", "1m", complete="keep")])
+    fh = build_features(hours, funding, cfg=cfg, interval="1h")
+    at = fh.index[lp.long_warm_rows - 2:]
+    fc = [LongPredictor(tiny_long).predict(fh.loc[:h]) for h in at]
+    assert {p.source for p in fc} == {"model"}
+    ss = SignalSettings.from_config(cfg)
+    view = long_view(long_targets(pd.DataFrame({"mean": [p.mean for p in fc], "std": [p.std for p in fc], "skew": [p.skew for p in fc]}, at), ss), idx)
+    w = lp.warm_rows
+    feats = build_features(minutes.iloc[i0 - w:i0 + n], funding)
+    p = ShortPredictor(d / "short", d / "baseline").predict(feats, times=idx)
+    side = pd.Series(np.array([-1.0, 0.0, 1.0])[p.proba.argmax(1)], idx) # down, neutral, up
+    need = pd.Series(lp.predictor.model.meta["confidence_threshold"], idx) # research.combined.short_threshold unset: the model's own
+    lev = time_entries(view, idx, ss, side, pd.Series(p.confidence, idx), threshold=need)
+    np.testing.assert_array_equal([x.long_view for x in ds], view.to_numpy())
+    assert [x.leverage for x in ds] == lev.tolist()
+    assert (lev != 0).any() and (lev != view.fillna(0)).any() and len(set(np.sign(view.dropna()))) > 1, "views both ways, entries timed"
+    sizer = PositionSizer(cfg)
+    assert [x.want_qty for x in ds] == [float(sizer.finish(l * x.equity / c, x.equity, c)) if l else 0.0 for x, l, c in zip(ds, lev, minutes.close.iloc[i0:i0 + n])]
+    assert any(x.order_qty for x in ds)
+    expo = lp.metrics.exposition().decode()
+    assert 'btcfut_predictions_total{model="long",source="model"} 13.0' in expo and 'model="long"' not in expo.split("btcfut_fallbacks_total")[-1]
 
 # --- breakers fed by the exchange: error rate, 418, position mismatch -----------------------------------------------
 
@@ -362,3 +427,49 @@ def test_rollover_loses_no_bar(sample):
     rolls = [float(l.split()[-1]) for l in expo.splitlines() if l.startswith('btcfut_reconnects_total{stream="rollover"}')]
     assert rolls and rolls[0] >= 5, rolls
     assert 'stream="rest"' not in expo and 'stream="kline"' not in expo
+
+def test_testnet_session_with_long_model(tiny_long):
+    """`exchange_session` on the fake's testnet with the long model alone: its hours warmed from the exchange's 1h klines, orders over
+    REST, each decision's leverage the long view untimed, the strategy named in the summary and the journal."""
+    from btcfut.core import Config
+    from btcfut.execution.journal import Journal
+    from btcfut.fakex import replay_fake
+    from btcfut.live import exchange_session, warm_hours_for
+    from btcfut.models.serve import LongPredictor
+    chain = LongPredictor(tiny_long, deadline_ms=1e6)
+    fx = replay_fake(START, START + pd.Timedelta(hours=1), 600.0, warm=3000, warm_hours=warm_hours_for(chain))
+    async def main():
+        with fx.running_in_thread():
+            fx.set_time(START)
+            cfg = Config.load(overrides={"execution.testnet_url": fx.base_url, "execution.testnet_ws_url": fx.ws_url})
+            async def go(): fx.start_replay(START, 600.0)
+            fx.call(go())
+            x = cfg.execution
+            return await asyncio.wait_for(exchange_session("testnet", cfg, journal=Journal("sqlite://", cfg=cfg), long_model=chain, max_bars=5,
+                                                           env={x.key_env: fx.api_key, x.secret_env: fx.api_secret}), 60)
+    lp = asyncio.run(main())
+    ds, s = list(lp.decisions), lp.summary
+    assert s["strategy"] == "long" and {r["payload"]["strategy"] for r in lp.journal.rows("decision") if "signal" in r["payload"]} == {"long"}
+    assert lp.long_warm_rows == warm_hours_for(chain) and len(ds) >= 5 and s["long"]["sources"] == {"model": 2} # 03:00 and 04:00
+    assert [d.leverage for d in ds] == [0.0 if math.isnan(d.long_view) else d.long_view for d in ds] and {d.source for d in ds} == {"long"}
+    assert not math.isnan(ds[0].long_view) and lp.health.reconciled
+
+def test_long_forecasts_scored_when_their_horizon_passes(tiny_long):
+    "Each hour's forecast is scored against the log return to the close a horizon (24 h here) later: the coverage gauges move; closes kept stay bounded."
+    from btcfut.live import LongCall, long_predictor
+    lp = paper_loop(START, capacity=5, long_predictor=long_predictor(tiny_long))
+    H, q = 3_600_000, {0.1: -0.02, 0.5: 0.0, 0.9: 0.03} # a 24-hour rise of 2.4%: below the 90% quantile, above the others
+    for k in range(30): lp._took_long(LongCall(k * H, 100.0 * 1.001 ** k, 0.5, "model", [], 0.01, q))
+    assert lp.metrics.long_quality.coverage() == {0.1: 0.0, 0.5: 0.0, 0.9: 1.0} and len(lp._long_closes) == 24
+    assert 'btcfut_long_quantile_coverage_ratio{quantile="0.9"} 1.0' in lp.metrics.exposition().decode()
+
+def test_paper_command_with_long_model(tiny_long):
+    "`btcfut paper --replay ... --long-model DIR`: the fake serves the 1h warm-up, the long model alone trades, the summary names the strategy."
+    import json
+    from typer.testing import CliRunner
+    from btcfut.cli import app
+    r = CliRunner().invoke(app, ["paper", "--replay", "2023-08-01 05:00", "2023-08-01 05:15", "--speed", "1200", "--long-model", str(tiny_long),
+                                 "--journal", "sqlite://", "--port", "0"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output.strip().splitlines()[-1])
+    assert (s["strategy"], s["bars"], s["long"]["sources"]) == ("long", 15, {"model": 2}) and r.output.splitlines()[-2].startswith("long: 15 bars decided")

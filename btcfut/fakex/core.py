@@ -478,12 +478,17 @@ def replay_fake(start, end, # live bars [start, end), UTC
                 speed:float, # data seconds per wall second
                 cfg:Config|None=None, data_root=None, # the store (default: the bundled one)
                 warm:int=300, # bars before `start` served for the warm-up
+                warm_hours:int=0, # also the store's 1h bars of the hours before `start`'s (a long model's warm-up) and those closed by `end`
                ) -> FakeExchange:
-    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay."
+    "A loopback fake exchange (not started) serving the store's 1m bars of [start − warm, end) for a replay (and 1h bars before them)."
     from btcfut.data.store import load_sample
     start, end = (pd.Timestamp(x, tz="UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x) for x in (start, end))
     if start >= end: raise ValueError(f"replay start {start} must be before end {end}")
     if not speed > 0: raise ValueError(f"replay speed must be > 0, got {speed}")
     s = load_sample("1m", start - pd.Timedelta(minutes=warm), end, root=data_root)
     if len(s.bars.loc[start:]) == 0: raise ValueError(f"no 1m bars in the store in [{start}, {end})")
-    return FakeExchange(MarketData(klines={"1m": s.bars}, funding=s.funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed))
+    klines, funding = {"1m": s.bars}, s.funding
+    if warm_hours > 0: # its funding from the first hour on; the price path stays on the 1m bars
+        h = load_sample("1h", start.floor("1h") - pd.Timedelta(hours=warm_hours), end, root=data_root)
+        klines["1h"], funding = h.bars.loc[:end - pd.Timedelta(hours=1)], h.funding
+    return FakeExchange(MarketData(klines=klines, funding=funding), cfg, port=0, weight_window_s=min(60.0, 3600.0 / speed), path_interval="1m")
