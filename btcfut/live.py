@@ -399,9 +399,12 @@ def _predict_short(self:LiveLoop, row:pd.Series): # (`ShortPrediction` or None: 
         self.metrics.fallbacks.labels("short", "flat", "missing").inc()
         return None, "rule"
     last = list(self.rows)[-int(self.predictor.lookback):] # the window only: a frame of a few rows is quick to build
-    x = np.vstack([r.to_numpy() for r in last])
+    x = np.vstack([r.values for r in last])
     frame = pd.DataFrame(x, index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
-    ci = row.index.get_indexer(self.predictor.features); ci = ci[ci >= 0] # a missing column: the chain says so
+    cols = getattr(self, "_window_cols", None) # the feature columns' positions, looked up once per row layout
+    if cols is None or cols[0] is not row.index:
+        ci = row.index.get_indexer(self.predictor.features); self._window_cols = cols = (row.index, ci[ci >= 0]) # a missing column: the chain says so
+    ci = cols[1]
     nan = list(row.index[ci[~np.isfinite(x[:, ci]).all(0)]])
     try:
         if nan: raise ValueError(f"features {nan[:5]} have NaN in the {len(frame)}-bar window (too short a warm-up or a source missing)")
@@ -491,8 +494,8 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
     if self.long_predictor is None: (sig, source), lev, view = self._signal(row), math.nan, math.nan
     else: lev, view, source = self._combined(row, bar, fund); sig = int(np.sign(lev))
     try:
-        current, entry = self.executor.position(self.symbol)
-        equity = self.executor.balance() + current * (price - entry) # at the bar's close: the same with or without a missed mark update
+        current, entry, wallet = self.executor.account(self.symbol) # one request on an exchange
+        equity = wallet + current * (price - entry) # at the bar's close: the same with or without a missed mark update
     except Exception as e: # the account cannot be read (a ban, the network): nothing is sent
         self._failed("account read", e, now)
         return self._record(Decision(bar["open_ms"], sig, source, math.nan, blocked=f"account unavailable: {type(e).__name__}: {e}"[:300],
