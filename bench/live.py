@@ -3,7 +3,8 @@ reaching the exchange, and the process's memory growth over a long replay.
 
 The loopback fake exchange serves the bundled real BTCUSDT 1m bars and replays them through its websocket at `--speed`
 data seconds per second (one contiguous stretch: 2023-07-19 .. 2023-08-16). The loop (`btcfut.live.replay_session`)
-decides every closed bar: incremental features, the signal (the fallback rule, or `--model DIR`: a short model with its baseline), sizing, risk, and a
+decides every closed bar: incremental features, the signal (the fallback rule, or `--model DIR`: a short model with its baseline;
+with `--long-model DIR` too, the long model's hourly view timed by the short model, forecast off the decision path), sizing, risk, and a
 MARKET order sent to the fake over REST through `BinanceExecutor` (testnet mode, the fake's keys) whenever the target
 changes. Latency per order: from the kline message's arrival (read off the socket) to the fake's answer to the order
 (so it includes the REST round trip of the position and balance reads and of the order itself). RSS is sampled every
@@ -33,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from btcfut.core import Config
 from btcfut.execution.journal import Journal
 from btcfut.fakex import replay_fake
-from btcfut.live import replay_session, short_predictor, warm_bars_for
+from btcfut.live import replay_session, short_predictor, warm_bars_for, warm_hours_for
+from btcfut.models.serve import LongPredictor
 
 def log(*a): print(*a, file=sys.stderr, flush=True)
 
@@ -107,6 +109,7 @@ def main():
     ap.add_argument("--sample", type=int, default=500, help="bars between RSS samples")
     ap.add_argument("--paper", action="store_true", help="orders to a paper account instead of the fake over REST")
     ap.add_argument("--model", default=None, help="model directory with short/ and baseline/ (`btcfut train short`); default: the fallback rule")
+    ap.add_argument("--long-model", default=None, help="long model directory (`btcfut train long`): the long view timed by the short model (with --model)")
     ap.add_argument("--breakdown", action="store_true", help="time each decision's stages (see the module's text)")
     ap.add_argument("--memory-journal", action="store_true", help="journal in memory (it then grows in RSS) instead of a file in a temporary directory")
     a = ap.parse_args()
@@ -127,8 +130,10 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     journal = Journal("sqlite://" if a.memory_journal else f"sqlite:///{tmp.name}/journal.sqlite", cfg=cfg)
     warm = 300 if a.model is None else warm_bars_for(short_predictor(a.model), cfg) # bars the fake serves before the start
-    lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg, warm=warm), start, end, a.speed, cfg, journal=journal,
-                                    exchange=not a.paper, on_decision=on_decision, model_dir=a.model))
+    long = None if a.long_model is None else LongPredictor(a.long_model)
+    hours = 0 if long is None else warm_hours_for(long, cfg) # the long model's 1h bars served before the start
+    lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg, warm=warm, warm_hours=hours), start, end, a.speed, cfg, journal=journal,
+                                    exchange=not a.paper, on_decision=on_decision, model_dir=a.model, long_model=long))
     wall = time.perf_counter() - t0
     all_lat = lat_all[:n[0]]; lat = all_lat[ordered[:n[0]]]
     pct = lambda x, q: round(float(np.percentile(x, q)), 2) if len(x) else None
@@ -140,7 +145,7 @@ def main():
            "slowest_decisions": [(int(i), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]],
            "rss_start_mb": round(rss[0], 1) if rss else None, "rss_end_mb": round(rss_mb(), 1),
            "rss_growth_mb": round(rss_mb() - rss[0], 1) if rss else None, "rss_samples_mb": [round(x, 1) for x in rss],
-           "model": a.model or "none (the fallback rule)", "summary": lp.summary, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+           "model": a.model or "none (the fallback rule)", "long_model": a.long_model, "summary": lp.summary, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     if bd is not None:
         out["breakdown_ms"] = bd.table(ordered[:n[0]])
         for part in ("orders", "all"):
