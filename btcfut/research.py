@@ -748,6 +748,9 @@ def short_predictions(data, # `ShortData` of the one-minute bars
     from btcfut.models.short import train_short, load_short
     rows, models = [], []
     for f in tqdm(folds, disable=not progress, desc="short folds"):
+        pos = np.flatnonzero(data.window_ok & (data.stretch == f.stretch) & (data.index >= f.test_times[0]) & (data.index <= f.test_times[1]))
+        if not len(pos): raise ValueError(f"short fold {f.k}: no minute of its test window {f.test_times[0]} → {f.test_times[1]} "
+                                          f"has a complete {p.lookback}-bar input window (features NaN there?)")
         path = None if cache_dir is None else Path(cache_dir)/short_fold_key(data, f, p)
         if path is not None and path.is_dir(): m, how = load_short(path), "cached"
         else:
@@ -755,7 +758,6 @@ def short_predictions(data, # `ShortData` of the one-minute bars
             m.meta["fold"] = f.k
             if path is not None: m.save(path)
         counts[how] = counts.get(how, 0) + 1
-        pos = np.flatnonzero(data.window_ok & (data.stretch == f.stretch) & (data.index >= f.test_times[0]) & (data.index <= f.test_times[1]))
         pr, thr = m.predict_proba(data, pos), float(m.meta["confidence_threshold"])
         rows.append(pd.DataFrame({"time": data.index[pos], "fold": f.k, "p_down": pr[:, 0], "p_neutral": pr[:, 1], "p_up": pr[:, 2],
                                   "label": data.y[pos], "threshold": thr}))
