@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from ..core import Config, get_logger, redact
 
 # %% auto #0
-__all__ = ['log', 'metadata', 'events', 'EventKind', 'scrub', 'config_hash', 'journal_engine', 'Journal']
+__all__ = ['log', 'JOURNAL_CACHE_KIB', 'metadata', 'events', 'EventKind', 'scrub', 'config_hash', 'journal_engine', 'Journal']
 
 # %% ../../nbs/07_execution.journal.ipynb #fedd5f58
 log = get_logger(__name__)
@@ -56,6 +56,8 @@ def config_hash(cfg:Config|Mapping) -> str:
     return hashlib.sha256(json.dumps(_drop_secrets(d), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 # %% ../../nbs/07_execution.journal.ipynb #73065c49
+JOURNAL_CACHE_KIB = 256 # SQLite page cache per connection of a journal file, KiB (SQLite's default: 2000)
+
 def journal_engine(url:str, # sqlite:///path.sqlite or postgresql+psycopg2://user@host:port/db?sslmode=...
                    password_env:str="BTCFUT_JOURNAL_PASSWORD", # PostgreSQL password variable
                    env:Mapping[str,str]|None=None) -> sa.Engine:
@@ -70,7 +72,9 @@ def journal_engine(url:str, # sqlite:///path.sqlite or postgresql+psycopg2://use
         eng = sa.create_engine(u, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}) if memory else sa.create_engine(u)
         @sa.event.listens_for(eng, "connect")
         def _pragmas(dbapi_con, _):
-            cur = dbapi_con.cursor(); cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL"); cur.close()
+            cur = dbapi_con.cursor(); cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL")
+            if not memory: cur.execute(f"PRAGMA cache_size=-{JOURNAL_CACHE_KIB}") # in memory the cache is the database
+            cur.close()
         return eng
     if u.get_backend_name() == "postgresql":
         if env.get(password_env): u = u.set(password=env[password_env])
