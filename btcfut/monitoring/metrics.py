@@ -80,7 +80,7 @@ class ShortQuality:
 
     def predict(self, key, # the decision bar (anything hashable: its open time)
                 proba:Sequence[float]): # class probabilities, summing to 1
-        p = np.asarray(proba, dtype=float)
+        p = np.array(proba, dtype=float) # a copy: a row of the predictor's array would keep the whole array alive while it waits
         if p.ndim != 1 or len(p) < 2 or not np.isfinite(p).all() or abs(p.sum() - 1) > 1e-6:
             raise ValueError(f"short prediction at {key}: expected finite class probabilities summing to 1, got {proba!r}")
         self.pending[key] = p
