@@ -8,6 +8,7 @@ from __future__ import annotations
 import math, re
 from dataclasses import dataclass, asdict
 from enum import StrEnum
+from typing import NamedTuple
 from aiohttp import web
 from fastcore.basics import patch
 from .core import ApiError, FakeExchange, PARAMS, fmt_num, json_response, mandatory, p_float, p_int, route
@@ -15,7 +16,8 @@ from .market import MIN_NOTIONAL, STEP_SIZE, TICK_SIZE
 
 # %% auto #0
 __all__ = ['ORDER_TYPES', 'CONDITIONAL', 'OPEN', 'CLIENT_ORDER_ID', 'BTCUSDT_LEVERAGE_BRACKETS', 'Side', 'OrderType',
-           'OrderStatus', 'ExecType', 'FakeOrder', 'FakeAccount', 'max_notional', 'cross_liquidation_price']
+           'OrderStatus', 'ExecType', 'FakeOrder', 'FakeAccount', 'max_notional', 'cross_liquidation_price', 'TradeRow',
+           'IncomeRow']
 
 # %% ../../nbs/90_fakex.trading.ipynb #6628bd0a
 class Side(StrEnum):
@@ -36,9 +38,9 @@ OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$") # Binance's pattern for newClientOrderId
 
 # %% ../../nbs/90_fakex.trading.ipynb #da5b61ae
-@dataclass
+@dataclass(slots=True)
 class FakeOrder:
-    "An order as the fake keeps it."
+    "An order as the fake keeps it (slots: the fake keeps every order, as an exchange does, so each is small)."
     order_id:int; client_id:str; symbol:str; side:str; type:str
     qty:float # BTC (for closePosition: the position size when it fills)
     price:float = 0.0; stop_price:float = 0.0 # USDT
@@ -147,11 +149,37 @@ def cross_liquidation_price(qty:float, # position, BTC: + long / − short
     return max(best, 0.0) if side > 0 else best
 
 # %% ../../nbs/90_fakex.trading.ipynb #41bb90c5
+class TradeRow(NamedTuple):
+    "One account trade as the fake keeps it; `json` gives `/fapi/v1/userTrades`' row."
+    id:int; order_id:int; side:str
+    price:float; qty:float # USDT, BTC
+    realized:float; fee:float # USDT
+    time:int # ms
+    maker:bool
+
+    def json(self, symbol:str) -> dict:
+        return {"symbol": symbol, "id": self.id, "orderId": self.order_id, "side": self.side, "price": fmt_num(self.price), "qty": fmt_num(self.qty),
+                "realizedPnl": fmt_num(round(self.realized, 8)), "marginAsset": "USDT", "quoteQty": fmt_num(round(self.qty * self.price, 8)),
+                "commission": fmt_num(round(self.fee, 8)), "commissionAsset": "USDT", "time": self.time, "positionSide": "BOTH",
+                "buyer": self.side == Side.BUY, "maker": self.maker}
+
+class IncomeRow(NamedTuple):
+    "One income history row as the fake keeps it; `json` gives `/fapi/v1/income`'s row."
+    kind:str # REALIZED_PNL | COMMISSION | FUNDING_FEE
+    amount:float # USDT
+    time:int # ms
+    tran_id:int; trade_id:int|None
+
+    def json(self, symbol:str) -> dict:
+        return {"symbol": symbol, "incomeType": self.kind, "income": fmt_num(round(self.amount, 8)), "asset": "USDT", "info": "",
+                "time": self.time, "tranId": self.tran_id, "tradeId": "" if self.trade_id is None else str(self.trade_id)}
+
 @patch
 def _init_trading(self:FakeExchange):
     self.account = FakeAccount(wallet=self.c["balance"], leverage=self.c["leverage"])
     self.orders, self.client_ids = {}, {} # order id → FakeOrder; client order id → order id
-    self.fills, self.income = [], [] # account trades and income history (userTrades, income)
+    self.fills:list[TradeRow] = [] # account trades (userTrades)
+    self.income:list[IncomeRow] = [] # income history (income)
     self.fee_maker, self.fee_taker = self.cfg.fees.maker, self.cfg.fees.taker
     self._next_id, self._next_trade_id = 1, 1
 
@@ -267,10 +295,7 @@ def _fill(self:FakeExchange, o:FakeOrder, price:float, maker:bool):
         if qty <= 0: self._set_status(o, OrderStatus.EXPIRED, ExecType.EXPIRED); return
     realized, fee = self.account.fill(o.side, qty, price, self.fee_maker if maker else self.fee_taker)
     tid = self._next_trade_id
-    self.fills.append({"symbol": o.symbol, "id": tid, "orderId": o.order_id, "side": o.side, "price": fmt_num(price), "qty": fmt_num(qty),
-                       "realizedPnl": fmt_num(round(realized, 8)), "marginAsset": "USDT", "quoteQty": fmt_num(round(qty * price, 8)),
-                       "commission": fmt_num(round(fee, 8)), "commissionAsset": "USDT", "time": self.cursor_ms, "positionSide": "BOTH",
-                       "buyer": o.side == Side.BUY, "maker": maker})
+    self.fills.append(TradeRow(tid, o.order_id, Side(o.side), float(price), float(qty), float(realized), float(fee), self.cursor_ms, bool(maker)))
     if realized: self._income("REALIZED_PNL", realized, tid)
     self._income("COMMISSION", -fee, tid)
     o.avg = price if not o.executed_qty else (o.avg * o.executed_qty + price * qty) / (o.executed_qty + qty)
@@ -285,9 +310,7 @@ def _fill(self:FakeExchange, o:FakeOrder, price:float, maker:bool):
 
 @patch
 def _income(self:FakeExchange, kind:str, amount:float, trade_id:int|None=None, time_ms:int|None=None):
-    self.income.append({"symbol": self.data.symbol, "incomeType": kind, "income": fmt_num(round(amount, 8)), "asset": "USDT", "info": "",
-                        "time": self.cursor_ms if time_ms is None else time_ms, "tranId": len(self.income) + 1,
-                        "tradeId": "" if trade_id is None else str(trade_id)})
+    self.income.append(IncomeRow(kind, float(amount), self.cursor_ms if time_ms is None else int(time_ms), len(self.income) + 1, trade_id))
 
 # %% ../../nbs/90_fakex.trading.ipynb #ef21030c
 @patch
@@ -451,8 +474,9 @@ async def h_user_trades(self:FakeExchange, req:web.Request) -> web.Response:
     self._symbol(p)
     limit, from_id = min(max(p_int(p, "limit", 500), 1), 1000), p_int(p, "fromId")
     lo, hi = p_int(p, "startTime", 0), p_int(p, "endTime", 2**62)
-    rows = [f for f in self.fills if lo <= f["time"] <= hi and (from_id is None or f["id"] >= from_id)]
-    return json_response(rows[:limit] if from_id is not None or "startTime" in p else rows[-limit:])
+    rows = [f for f in self.fills if lo <= f.time <= hi and (from_id is None or f.id >= from_id)]
+    rows = rows[:limit] if from_id is not None or "startTime" in p else rows[-limit:]
+    return json_response([f.json(self.data.symbol) for f in rows])
 
 @patch
 @route("GET", "/fapi/v1/income", weight=30, signed=True)
@@ -461,8 +485,9 @@ async def h_income(self:FakeExchange, req:web.Request) -> web.Response:
     self._symbol(p, required=False)
     limit, kind = min(max(p_int(p, "limit", 100), 1), 1000), p.get("incomeType")
     lo, hi = p_int(p, "startTime", 0), p_int(p, "endTime", 2**62)
-    rows = [r for r in self.income if lo <= r["time"] <= hi and (kind is None or r["incomeType"] == kind)]
-    return json_response(rows[:limit] if "startTime" in p else rows[-limit:])
+    rows = [r for r in self.income if lo <= r.time <= hi and (kind is None or r.kind == kind)]
+    rows = rows[:limit] if "startTime" in p else rows[-limit:]
+    return json_response([r.json(self.data.symbol) for r in rows])
 
 # %% ../../nbs/90_fakex.trading.ipynb #b2f7830c
 @patch
