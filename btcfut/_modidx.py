@@ -816,6 +816,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'btcfut.fakex.faults.UsageMeter': ('fakex.faults.html#usagemeter', 'btcfut/fakex/faults.py'),
                                      'btcfut.fakex.faults.UsageMeter.__init__': ( 'fakex.faults.html#usagemeter.__init__',
                                                                                   'btcfut/fakex/faults.py'),
+                                     'btcfut.fakex.faults.UsageMeter._forget': ( 'fakex.faults.html#usagemeter._forget',
+                                                                                 'btcfut/fakex/faults.py'),
                                      'btcfut.fakex.faults.UsageMeter.add': ('fakex.faults.html#usagemeter.add', 'btcfut/fakex/faults.py'),
                                      'btcfut.fakex.faults.UsageMeter.max_weight': ( 'fakex.faults.html#usagemeter.max_weight',
                                                                                     'btcfut/fakex/faults.py'),

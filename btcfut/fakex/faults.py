@@ -14,11 +14,13 @@ from fastcore.basics import patch
 from .core import ApiError, ENDPOINTS, FakeExchange, PARAMS, json_response, route, sign_params
 
 # %% auto #0
-__all__ = ['FAULT_KINDS', 'UsageMeter', 'Fault', 'FaultInjector', 'verify_signed']
+__all__ = ['METER_WINDOWS', 'FAULT_KINDS', 'UsageMeter', 'Fault', 'FaultInjector', 'verify_signed']
 
 # %% ../../nbs/90_fakex.faults.ipynb #5353fc62
+METER_WINDOWS = 1440 # windows whose totals the meter keeps (a day of Binance's minute windows)
+
 class UsageMeter:
-    "Request weight and order counts per fixed window, with the history of every window."
+    "Request weight and order counts per fixed window, with the totals of the last `METER_WINDOWS` windows."
     def __init__(self, weight_limit:int=2400, # weight per window
                  orders_1m:int=1200, orders_10s:int=300, # orders per window and per sixth of it
                  window_s:float=60.0): # window length, s (Binance: one minute)
@@ -26,7 +28,7 @@ class UsageMeter:
         self.weight: dict[int,int] = {}   # window number → weight counted
         self.orders: dict[int,int] = {}
         self.orders_short: dict[int,int] = {}
-        self.requests = 0
+        self.requests, self.peak_weight = 0, 0 # the largest weight of any window, those dropped too
 
     def window(self, now:float|None=None, length:float|None=None) -> int:
         return int((time.time() if now is None else now) // (length or self.window_s))
@@ -37,7 +39,7 @@ class UsageMeter:
 
     def max_weight(self) -> int:
         "The largest weight counted in any window so far."
-        return max(self.weight.values(), default=0)
+        return max(self.peak_weight, max(self.weight.values(), default=0))
 
 # %% ../../nbs/90_fakex.faults.ipynb #592931a1
 @patch
@@ -50,8 +52,18 @@ def add(self:UsageMeter, weight:int, orders:int=0, now:float|None=None) -> dict[
     if orders:
         self.orders[w] = self.orders.get(w, 0) + orders
         self.orders_short[ws] = self.orders_short.get(ws, 0) + orders
+    if len(self.weight) > 2 * METER_WINDOWS: self._forget() # now and then, not at every new window
     return {"X-MBX-USED-WEIGHT-1M": self.weight[w], "X-MBX-ORDER-COUNT-1M": self.orders.get(w, 0),
             "X-MBX-ORDER-COUNT-10S": self.orders_short.get(ws, 0)}
+
+@patch
+def _forget(self:UsageMeter):
+    "Keep the last `METER_WINDOWS` windows (the largest weight stays in `peak_weight`)."
+    keep = sorted(self.weight)[-METER_WINDOWS:]
+    self.peak_weight = max(self.peak_weight, max(self.weight.values()))
+    self.weight = {k: self.weight[k] for k in keep}
+    self.orders = {k: v for k, v in self.orders.items() if k >= keep[0]}
+    self.orders_short = {k: v for k, v in self.orders_short.items() if k >= 6 * keep[0]} # sixths of a window
 
 # %% ../../nbs/90_fakex.faults.ipynb #5dd420bb
 FAULT_KINDS = ("429", "418", "5xx", "slow", "timeout", "malformed", "truncate", "-1021", "error", "drop_ws")
