@@ -1138,6 +1138,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'btcfut.live.LiveLoop._took_long': ('live.html#liveloop._took_long', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._warm_long': ('live.html#liveloop._warm_long', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._watchdog': ('live.html#liveloop._watchdog', 'btcfut/live.py'),
+                             'btcfut.live.LiveLoop.close': ('live.html#liveloop.close', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop.history_funding': ('live.html#liveloop.history_funding', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop.on_bar': ('live.html#liveloop.on_bar', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop.run': ('live.html#liveloop.run', 'btcfut/live.py'),

@@ -919,6 +919,12 @@ def stop(self:LiveLoop):
     _log.info("live loop stopping", extra={"fields": {"decisions": self.stats["bars"]}})
     self._stop.set()
 
+@patch
+def close(self:LiveLoop):
+    "Shut the loop's worker threads (the exchange thread, the long worker) after its run: queued calls finish, a forecast not started is dropped."
+    for pool in (self._pool, getattr(self, "_long_pool", None)):
+        if pool is not None: pool.shutdown(wait=True, cancel_futures=True)
+
 # %% ../nbs/09_live.ipynb #7ad264ca
 def short_predictor(model_dir): # directory with short/ and baseline/ (`btcfut train short`), or None
     "The short model behind its fallback chain, or None (the loop's fallback rule)."
@@ -1038,6 +1044,7 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         finally:
             if mon is not None: await mon.stop()
             lp.summary = session_summary(lp) # while the exchange still answers
+            lp.close()
     return lp
 
 # %% ../nbs/09_live.ipynb #2042ee19
@@ -1108,4 +1115,5 @@ async def exchange_session(mode:str, # "testnet" or "live"
     finally:
         if mon is not None: await mon.stop()
         lp.summary = session_summary(lp)
+        lp.close()
     return lp

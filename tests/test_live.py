@@ -283,6 +283,7 @@ def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
     fx = replay_fake(start, end, 12000.0, cfg, warm=3000, warm_hours=warm_hours_for(chain, cfg))
     lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d, long_model=chain))
     ds, s = list(lp.decisions), lp.summary
+    assert lp._pool is None and not any(t.is_alive() for t in lp._long_pool._threads), "a paper account: no exchange thread; the long worker shut"
     assert s["strategy"] == "long+short" and lp.journal.rows("decision")[-1]["payload"]["strategy"] == "long+short"
     minutes, funding = fx.data.bars("klines", "1m"), fx.data.funding
     i0 = minutes.index.get_loc(start); idx = minutes.index[i0:i0 + n]
@@ -449,6 +450,7 @@ def test_testnet_session_with_long_model(tiny_long):
                                                            env={x.key_env: fx.api_key, x.secret_env: fx.api_secret}), 60)
     lp = asyncio.run(main())
     ds, s = list(lp.decisions), lp.summary
+    assert not any(t.is_alive() for t in lp._pool._threads | lp._long_pool._threads), "the session shuts the exchange thread and the long worker"
     assert s["strategy"] == "long" and {r["payload"]["strategy"] for r in lp.journal.rows("decision") if "signal" in r["payload"]} == {"long"}
     assert lp.long_warm_rows == warm_hours_for(chain) and len(ds) >= 5 and s["long"]["sources"] == {"model": 2} # 03:00 and 04:00
     assert [d.leverage for d in ds] == [0.0 if math.isnan(d.long_view) else d.long_view for d in ds] and {d.source for d in ds} == {"long"}
