@@ -13,6 +13,10 @@ allocations and the first JIT compilations). Latencies of every decision are kep
 before the replay (the loop itself keeps only the last `live.max_decisions`). The journal is a SQLite file in a temporary directory (`--memory-journal`: in memory, where it grows with
 every row). The fake exchange runs in the same process and keeps every order and fill it saw, as an exchange does.
 
+`slowest_decisions` and `slowest_orders` are (bar, the bar's minute in its hour, ms): the
+minute tells the decisions near an hour's close, when the long worker forecasts; `gc` counts the garbage collector's
+collections per generation during the replay (warm-up included) and the longest pause of each; `over_5ms` lists
+(generation, decisions made by then, ms) of each pause over 5 ms.
 Prints progress to stderr and one JSON object as the last line of stdout.
 With `--breakdown`: where each decision's time goes, per stage (mean and p50 in ms over the decisions that sent an
 order, and over all): `wait` (from the kline's arrival to the decision starting on the exchange thread: the queue,
@@ -25,7 +29,7 @@ Run: `.venv/bin/python bench/live.py` (a day, about a minute); `--days 7` for a 
 to an in-process paper account instead of the fake.
 """
 from __future__ import annotations
-import argparse, asyncio, json, logging, math, os, sys, tempfile, time
+import argparse, asyncio, gc, json, logging, math, os, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -123,6 +127,12 @@ def main():
         n[0] += 1
         if n[0] == 1: cpu0[0] = time.process_time()
         if n[0] % a.sample == 0: rss.append(rss_mb()); log(f"{n[0]} bars, rss {rss[-1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
+    gcs, gc_t, gc_slow = np.zeros((3, 2)), [0.0], [] # per generation: collections, longest pause ms (during the replay)
+    def on_gc(phase, info):
+        if phase == "start": gc_t[0] = time.perf_counter(); return
+        g, ms = info["generation"], (time.perf_counter() - gc_t[0]) * 1e3; gcs[g, 0] += 1; gcs[g, 1] = max(gcs[g, 1], ms)
+        if ms > 5 and len(gc_slow) < 100: gc_slow.append((g, n[0], round(ms, 1))) # (generation, decisions made by then, ms)
+    gc.callbacks.append(on_gc)
     bd = Breakdown() if a.breakdown else None
     if bd is not None: bd.install(a.paper)
     t0 = time.perf_counter()
@@ -142,12 +152,15 @@ def main():
            "cpu_ms_per_bar": round((time.process_time() - cpu0[0]) / max(n[0] - 1, 1) * 1e3, 2), # the whole process (fake included), after the first decision
            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": round(float(lat.max()), 2) if len(lat) else None,
            "decision_p50_ms": pct(all_lat, 50), "decision_p99_ms": pct(all_lat, 99),
-           "slowest_decisions": [(int(i), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]],
+           "slowest_decisions": [(int(i), int((start.minute + i) % 60), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]], # (bar, its minute in the hour, ms)
+           "slowest_orders": [(int(i), int((start.minute + i) % 60), round(float(all_lat[i]), 1)) for i in np.flatnonzero(ordered[:n[0]])[np.argsort(lat)[-5:]]],
+           "gc": {**{f"gen{g}": {"collections": int(gcs[g, 0]), "longest_ms": round(float(gcs[g, 1]), 1)} for g in range(3)}, "over_5ms": gc_slow},
            "rss_start_mb": round(rss[0], 1) if rss else None, "rss_end_mb": round(rss_mb(), 1),
            "rss_growth_mb": round(rss_mb() - rss[0], 1) if rss else None, "rss_samples_mb": [round(x, 1) for x in rss],
            "model": a.model or "none (the fallback rule)", "long_model": a.long_model, "summary": lp.summary, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     if bd is not None:
         out["breakdown_ms"] = bd.table(ordered[:n[0]])
+        out["slowest_breakdown_ms"] = {int(i): {k: round(v, 2) for k, v in bd.records[i].items()} for i in np.argsort(all_lat)[-5:]} # where the tail went
         for part in ("orders", "all"):
             log(f"stage breakdown, decisions with {'an order' if part == 'orders' else 'or without one'} (mean / p50 ms):")
             for k, v in out["breakdown_ms"][part].items(): log(f"  {k:48s} {v['mean']:8.3f} {v['p50']:8.3f}")

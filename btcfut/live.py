@@ -8,7 +8,7 @@ import asyncio, gc, json, math, random, signal, sys, threading, time, warnings
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 import aiohttp, numpy as np, pandas as pd
 from fastcore.basics import patch
@@ -29,9 +29,9 @@ from .monitoring.server import HealthState
 __all__ = ['BAR_FIELDS', 'KLINES_PAGE', 'FUNDING_PAGE', 'RULE_FEATURE', 'LONG_LAG', 'FUNDING_EVERY_MS', 'BAN_S',
            'ROLLOVER_WAIT_S', 'parse_kline', 'parse_mark', 'BarStatus', 'BarBuilder', 'backoff_delays', 'kline_bar',
            'fetch_bars', 'funding_frame', 'fetch_funding', 'rule_signal', 'Decision', 'FillBook', 'LiveLoop',
-           'HourBars', 'hour_bar', 'feature_warmup', 'warm_bars_for', 'bars_frame', 'paper_loop', 'long_predictor',
-           'warm_hours_for', 'LongCall', 'short_predictor', 'session_summary', 'DataClockHealth', 'warm_session',
-           'replay_session', 'recent_bars', 'exchange_urls', 'exchange_session']
+           'HourBars', 'hour_bar', 'feature_warmup', 'warm_bars_for', 'bars_frame', 'rows_frame', 'paper_loop',
+           'long_predictor', 'warm_hours_for', 'LongCall', 'short_predictor', 'session_summary', 'DataClockHealth',
+           'warm_session', 'replay_session', 'recent_bars', 'exchange_urls', 'exchange_session']
 
 # %% ../nbs/09_live.ipynb #07f850b2
 _log = get_logger(__name__)
@@ -355,6 +355,11 @@ def bars_frame(bars:list[dict]) -> pd.DataFrame:
     idx = pd.DatetimeIndex(pd.to_datetime([b["open_ms"] for b in bars], unit="ms", utc=True), name="time").as_unit("ms")
     return pd.DataFrame({c: np.array([b[c] for b in bars], np.float64) for c in _BAR_COLUMNS}, index=idx)
 
+def rows_frame(rows:list[pd.Series]) -> pd.DataFrame: # one row per Series, indexed by their names (bar open times)
+    "A frame of feature rows that share one index (`FeatureState.update`'s), built through one array: 5x quicker than `pd.DataFrame(rows)`."
+    rows = list(rows)
+    return pd.DataFrame(np.vstack([r.to_numpy() for r in rows]), index=pd.DatetimeIndex([r.name for r in rows]), columns=rows[0].index)
+
 @patch
 def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the first live bar
             funding:pd.DataFrame|None=None, # funding events up to the last bar's close (`fetch_funding`); None: no funding features
@@ -373,6 +378,7 @@ def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the fir
         self._funding_due_ms = _funding_due(self._funding_last_ms, self._funding_step_ms) if len(funding) else 0
     self.rows.extend(f.iloc[i] for i in range(max(0, len(f) - self.rows.maxlen), len(f)))
     self.builder.last_open_ms = int(time_to_ms(history.index[-1:])[0])
+    px = float(history.close.iloc[-1]); self.risk.check(0.01, px, 100 * px) # the first order's compiled risk code loaded now, not on its bar (12 ms)
     if self.long_predictor is not None: self._warm_long(history, hours, funding)
     return f
 
@@ -399,8 +405,7 @@ def _predict_short(self:LiveLoop, row:pd.Series): # (`ShortPrediction` or None: 
         self.metrics.fallbacks.labels("short", "flat", "missing").inc()
         return None, "rule"
     last = list(self.rows)[-int(self.predictor.lookback):] # the window only: a frame of a few rows is quick to build
-    x = np.vstack([r.values for r in last])
-    frame = pd.DataFrame(x, index=pd.DatetimeIndex([r.name for r in last]), columns=row.index)
+    frame = rows_frame(last); x = frame.to_numpy()
     cols = getattr(self, "_window_cols", None) # the feature columns' positions, looked up once per row layout
     if cols is None or cols[0] is not row.index:
         ci = row.index.get_indexer(self.predictor.features); self._window_cols = cols = (row.index, ci[ci >= 0]) # a missing column: the chain says so
@@ -484,37 +489,44 @@ def _send(self:LiveLoop, open_ms:int, qty:float, current:float) -> str: # the an
 def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one after the last taken
            arrived:float|None=None, # perf_counter() when its kline arrived (latency)
           ) -> Decision:
-    "One decision: trade the bar on a paper account, features, signal, size, risk, order, journal, metrics."
+    """One decision: trade the bar on a paper account, features, signal, then `_act` (size, risk, order, journal, metrics).
+    After it, off the decision's clock: the hour the bar completes goes to the long worker, and a due reconciliation runs."""
     arrived, now, t = time.perf_counter() if arrived is None else arrived, time.time(), pd.Timestamp(bar["open_ms"], unit="ms", tz="UTC")
     if self.paper: self.executor.on_bar(t, *(bar[c] for c in ("open", "high", "low", "close", "volume")))
     fund, self._funding_new = self._funding_new, None # events fetched since the last bar (`_refresh_funding`)
     row = self.features.update(pd.Series({c: bar[c] for c in _BAR_COLUMNS}, name=t), funding=fund); self.rows.append(row)
-    price = bar["close"]; mark = self.mark if math.isfinite(self.mark) else price
-    self.metrics.record_bar((bar["open_ms"] + self.builder.interval_ms) / 1e3, price, mark, now=now)
+    self.metrics.record_bar((bar["open_ms"] + self.builder.interval_ms) / 1e3, bar["close"], self.mark if math.isfinite(self.mark) else bar["close"], now=now)
     if self.long_predictor is None: (sig, source), lev, view = self._signal(row), math.nan, math.nan
-    else: lev, view, source = self._combined(row, bar, fund); sig = int(np.sign(lev))
+    else: lev, view, source = self._combined(row, bar); sig = int(np.sign(lev))
+    d = self._act(Decision(bar["open_ms"], sig, source, math.nan, leverage=lev, long_view=view), row, bar["close"], arrived, now, t)
+    if self.long_predictor is not None: self._hour_add(bar, fund) # the forecast starts once the order is out: it never delays it
+    if now - self._reconciled_at >= self.reconcile_every_s: self._reconcile(now) # after the order too
+    return d
+
+@patch
+def _act(self:LiveLoop, d:Decision, # the signal's decision (`signal`, `source`, `leverage`, `long_view`)
+         row:pd.Series, price:float, arrived:float, now:float, t:pd.Timestamp) -> Decision:
+    "The account read, breakers, sizing, risk and the order for a decision; it is recorded (journal, metrics) and returned."
+    mark = self.mark if math.isfinite(self.mark) else price
     try:
         current, entry, wallet = self.executor.account(self.symbol) # one request on an exchange
         equity = wallet + current * (price - entry) # at the bar's close: the same with or without a missed mark update
     except Exception as e: # the account cannot be read (a ban, the network): nothing is sent
         self._failed("account read", e, now)
-        return self._record(Decision(bar["open_ms"], sig, source, math.nan, blocked=f"account unavailable: {type(e).__name__}: {e}"[:300],
-                                     latency_ms=(time.perf_counter() - arrived) * 1e3, leverage=lev, long_view=view), t, now, math.nan, mark)
+        return self._record(replace(d, blocked=f"account unavailable: {type(e).__name__}: {e}"[:300], latency_ms=(time.perf_counter() - arrived) * 1e3), t, now, math.nan, mark)
     if not self.paper:
         self.breakers.record_success(now)
         if self.book is not None: self.breakers.check_position(self.book.qty, current, now)
-    self.breakers.check_equity(equity, (bar["open_ms"] + self.builder.interval_ms) / 1e3 if self.data_clock else now); self.breakers.check_data(self.health.last_data_at or now, now)
-    if self.long_predictor is not None: want = float(self.sizer.finish(lev * equity / price, equity, price)) if lev else 0.0 # leverage × equity / price
-    else: want = 0.0 if sig == 0 else float(self.sizer.fixed_fraction(equity, price, side=sig))
+    self.breakers.check_equity(equity, (d.open_ms + self.builder.interval_ms) / 1e3 if self.data_clock else now); self.breakers.check_data(self.health.last_data_at or now, now)
+    if self.long_predictor is not None: want = float(self.sizer.finish(d.leverage * equity / price, equity, price)) if d.leverage else 0.0 # leverage × equity / price
+    else: want = 0.0 if d.signal == 0 else float(self.sizer.fixed_fraction(equity, price, side=d.signal))
     target, why = self._target(want, price, equity, current, row)
     qty, state = round(target - current, 9), ""
-    if qty != 0: state = self._send(bar["open_ms"], qty, current)
-    d = Decision(bar["open_ms"], sig, source, target, qty if qty != 0 and state != "REJECTED" else 0.0, why,
-                 (time.perf_counter() - arrived) * 1e3, equity, want, lev, view)
+    if qty != 0: state = self._send(d.open_ms, qty, current)
+    d = replace(d, target_qty=target, order_qty=qty if qty != 0 and state != "REJECTED" else 0.0, blocked=why,
+                latency_ms=(time.perf_counter() - arrived) * 1e3, equity=equity, want_qty=want)
     self.metrics.record_position(current, mark, equity, entry)
-    self._record(d, t, now, current, mark)
-    if now - self._reconciled_at >= self.reconcile_every_s: self._reconcile(now) # after the order: it does not delay it
-    return d
+    return self._record(d, t, now, current, mark)
 
 # %% ../nbs/09_live.ipynb #be547c73
 @patch
@@ -633,7 +645,7 @@ def _hour_job(self:LiveLoop, minutes:list[dict], funding:pd.DataFrame|None) -> L
     except Exception as e: # a bar the features refuse: no view this hour (the next hour's window has a gap: flat until it fills)
         _log.error("long features failed", extra={"fields": {"hour": str(bar.index[0]), "error": f"{type(e).__name__}: {e}"[:300]}})
         return LongCall(h, close, 0.0, "flat", [("model", f"raised: {type(e).__name__}: {e}"[:300])], time.perf_counter() - t0)
-    return self._forecast(pd.DataFrame(list(self.long_rows)), h, close, t0)
+    return self._forecast(rows_frame(self.long_rows), h, close, t0)
 
 @patch
 def _hour_add(self:LiveLoop, bar:dict, funding:pd.DataFrame|None):
@@ -681,14 +693,13 @@ def _short_side(self:LiveLoop, row:pd.Series) -> tuple[float, float, str]: # (si
     return side, float(sure), source
 
 @patch
-def _combined(self:LiveLoop, row:pd.Series, bar:dict, funding:pd.DataFrame|None) -> tuple[float, float, str]: # (target leverage, long view, source)
-    "The combined rule at one bar: the long view due by its open, the entry timed by the short call; the hour the bar completes goes to the worker."
+def _combined(self:LiveLoop, row:pd.Series, bar:dict) -> tuple[float, float, str]: # (target leverage, long view, source)
+    "The combined rule at one bar: the long view due by its open, the entry timed by the short call."
     view = self._long_view_at(bar["open_ms"])
     if self.predictor is None: lev, source = (0.0 if math.isnan(view) else view), "long" # no short model: the long view untimed
     else:
         side, conf, source = self._short_side(row)
         lev = self.timer.step(view, side, conf)
-    self._hour_add(bar, funding)
     return lev, view, source
 
 # %% ../nbs/09_live.ipynb #cb9fb49d
@@ -908,6 +919,12 @@ def stop(self:LiveLoop):
     _log.info("live loop stopping", extra={"fields": {"decisions": self.stats["bars"]}})
     self._stop.set()
 
+@patch
+def close(self:LiveLoop):
+    "Shut the loop's worker threads (the exchange thread, the long worker) after its run: queued calls finish, a forecast not started is dropped."
+    for pool in (self._pool, getattr(self, "_long_pool", None)):
+        if pool is not None: pool.shutdown(wait=True, cancel_futures=True)
+
 # %% ../nbs/09_live.ipynb #7ad264ca
 def short_predictor(model_dir): # directory with short/ and baseline/ (`btcfut train short`), or None
     "The short model behind its fallback chain, or None (the loop's fallback rule)."
@@ -1027,6 +1044,7 @@ async def replay_session(fx, # a `FakeExchange` serving the 1m bars of [start, e
         finally:
             if mon is not None: await mon.stop()
             lp.summary = session_summary(lp) # while the exchange still answers
+            lp.close()
     return lp
 
 # %% ../nbs/09_live.ipynb #2042ee19
@@ -1097,4 +1115,5 @@ async def exchange_session(mode:str, # "testnet" or "live"
     finally:
         if mon is not None: await mon.stop()
         lp.summary = session_summary(lp)
+        lp.close()
     return lp

@@ -265,7 +265,7 @@ def tiny_long(tmp_path_factory):
     return m.save(tmp_path_factory.mktemp("long") / "long")
 
 def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
-    """Twelve hours of real bars through the fake's websocket with both models: the loop builds the hours from the minutes, forecasts
+    """A day of real bars through the fake's websocket with both models: the loop builds the hours from the minutes, forecasts
     each on its worker, and every decision's target leverage is the research flow's combined rule on the same bars with the same
     models — batch long forecasts on the hours (the fake's 1h klines of the warm-up, then the minutes aggregated), `long_targets`,
     `long_view`, `time_entries` with the batch short calls — and its size leverage × equity / price."""
@@ -279,15 +279,16 @@ def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
     d, _ = tiny_model
     cfg = Config.load(overrides={**TINY, **LONG, "live.max_decisions": 2000}) # every decision kept in memory
     chain = LongPredictor(tiny_long, deadline_ms=1e6) # the deadline is not under test
-    start, end, n = START, START + pd.Timedelta(hours=12), 720
+    start, end, n = START, START + pd.Timedelta(hours=24), 1440
     fx = replay_fake(start, end, 12000.0, cfg, warm=3000, warm_hours=warm_hours_for(chain, cfg))
     lp = asyncio.run(replay_session(fx, start, end, 12000.0, cfg, model_dir=d, long_model=chain))
     ds, s = list(lp.decisions), lp.summary
+    assert lp._pool is None and not any(t.is_alive() for t in lp._long_pool._threads), "a paper account: no exchange thread; the long worker shut"
     assert s["strategy"] == "long+short" and lp.journal.rows("decision")[-1]["payload"]["strategy"] == "long+short"
     minutes, funding = fx.data.bars("klines", "1m"), fx.data.funding
     i0 = minutes.index.get_loc(start); idx = minutes.index[i0:i0 + n]
     assert [x.open_ms for x in ds] == list(time_to_ms(idx))
-    assert {x.source for x in ds} == {"model"} and s["long"]["sources"] == {"model": 2 + 11} # two warm-up hours, 05:00 .. 15:00 live
+    assert {x.source for x in ds} == {"model"} and s["long"]["sources"] == {"model": 2 + 23} # two warm-up hours, then 05:00 .. 03:00 live (04:00 completes at the last bar)
     hours = pd.concat([fx.data.bars("klines", "1h").loc[:start - pd.Timedelta(hours=1)].iloc[-lp.long_warm_rows:],
                        resample_bars(minutes.iloc[i0:i0 + n], "1h", "1m", complete="keep")])
     fh = build_features(hours, funding, cfg=cfg, interval="1h")
@@ -309,7 +310,7 @@ def test_combined_decisions_equal_research_rule(tiny_model, tiny_long):
     assert [x.want_qty for x in ds] == [float(sizer.finish(l * x.equity / c, x.equity, c)) if l else 0.0 for x, l, c in zip(ds, lev, minutes.close.iloc[i0:i0 + n])]
     assert any(x.order_qty for x in ds)
     expo = lp.metrics.exposition().decode()
-    assert 'btcfut_predictions_total{model="long",source="model"} 13.0' in expo and 'model="long"' not in expo.split("btcfut_fallbacks_total")[-1]
+    assert 'btcfut_predictions_total{model="long",source="model"} 25.0' in expo and 'model="long"' not in expo.split("btcfut_fallbacks_total")[-1]
 
 # --- breakers fed by the exchange: error rate, 418, position mismatch -----------------------------------------------
 
@@ -449,6 +450,7 @@ def test_testnet_session_with_long_model(tiny_long):
                                                            env={x.key_env: fx.api_key, x.secret_env: fx.api_secret}), 60)
     lp = asyncio.run(main())
     ds, s = list(lp.decisions), lp.summary
+    assert not any(t.is_alive() for t in lp._pool._threads | lp._long_pool._threads), "the session shuts the exchange thread and the long worker"
     assert s["strategy"] == "long" and {r["payload"]["strategy"] for r in lp.journal.rows("decision") if "signal" in r["payload"]} == {"long"}
     assert lp.long_warm_rows == warm_hours_for(chain) and len(ds) >= 5 and s["long"]["sources"] == {"model": 2} # 03:00 and 04:00
     assert [d.leverage for d in ds] == [0.0 if math.isnan(d.long_view) else d.long_view for d in ds] and {d.source for d in ds} == {"long"}

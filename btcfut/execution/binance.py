@@ -97,6 +97,7 @@ class BinanceExecutor(OrderExecutor):
         self.stopped, self.blocked = False, "" # 418 seen; why trading is refused (reconciliation)
         self.fill_lock = threading.Lock() # journaling of fills (REST backfill and user stream)
         self.marks:dict[str,tuple[float,float]] = {} # symbol -> (monotonic s, mark price) from the last position read
+        self.held:dict[str,tuple[float,float]] = {} # symbol -> (monotonic s, position BTC) from the last read, dropped once an order is sent
         self.mark_max_age_s = float(cfg.get("execution.mark_max_age_s", MARK_MAX_AGE_S))
 
     def __repr__(self): return f"BinanceExecutor({self.mode}, {self.base_url}, unresolved={sorted(self.unresolved)}, stopped={self.stopped})"
@@ -146,7 +147,7 @@ def resync(self:BinanceExecutor) -> int:
     return self.client.timestamp_offset
 
 # %% ../../nbs/07_execution.binance.ipynb #ca237382
-MARK_MAX_AGE_S = 1.0 # a mark price read with the position this recently serves a market order's filter check, s
+MARK_MAX_AGE_S = 1.0 # a mark price (and position) read this recently serves an order's filter check, s
 
 @patch
 def connect(self:BinanceExecutor, symbol:str) -> SymbolFilters:
@@ -156,8 +157,10 @@ def connect(self:BinanceExecutor, symbol:str) -> SymbolFilters:
 
 @patch
 def _note_mark(self:BinanceExecutor, symbol:str, row:dict|None):
-    "Keep the mark price a position row carries (with its time), for the filter check of a market order."
-    if row and row.get("markPrice") not in (None, "", "0"): self.marks[symbol] = (time.monotonic(), float(row["markPrice"]))
+    "Keep the mark price and the position a position row carries (with their time), for the filter check of the next order."
+    now = time.monotonic()
+    self.held[symbol] = (now, float(row["positionAmt"]) if row else 0.0)
+    if row and row.get("markPrice") not in (None, "", "0"): self.marks[symbol] = (now, float(row["markPrice"]))
 
 @patch
 def position(self:BinanceExecutor, symbol:str) -> tuple[float, float]:
@@ -187,6 +190,12 @@ def _reference(self:BinanceExecutor, symbol:str) -> float:
     "The mark price for a market order's filter check: the one a position read brought back under `mark_max_age_s` ago, else asked for."
     t, px = self.marks.get(symbol, (-math.inf, math.nan))
     return px if time.monotonic() - t <= self.mark_max_age_s else self.mark_price(symbol)
+
+@patch
+def _held(self:BinanceExecutor, symbol:str) -> float: # BTC, signed
+    "The position for a reduce-only check: the one read under `mark_max_age_s` ago with no order sent since, else asked for."
+    t, qty = self.held.get(symbol, (-math.inf, math.nan))
+    return qty if time.monotonic() - t <= self.mark_max_age_s else self.position(symbol)[0]
 
 @patch
 def open_orders(self:BinanceExecutor, symbol:str) -> list[dict]: return self._call("futures_get_open_orders", symbol=symbol)
@@ -236,7 +245,7 @@ def _checks(self:BinanceExecutor, r:OrderRequest):
     try: f = self.filters.get(r.symbol) or self.connect(r.symbol)
     except OrderRefused as e: self._refuse(r, e.filter, str(e).split(": ", 1)[1])
     ref = r.price or r.stop_price or self._reference(r.symbol)
-    pos = self.position(r.symbol)[0] if (r.reduce_only or r.close_position) else 0.0
+    pos = self._held(r.symbol) if (r.reduce_only or r.close_position) else 0.0
     try: f.check(r, ref, pos)
     except OrderRefused as e: self._refuse(r, e.filter, str(e).split(": ", 1)[1])
 
@@ -250,7 +259,7 @@ def place(self:BinanceExecutor, r:OrderRequest) -> OrderReport:
         if rep.state != OrderState.NOT_FOUND: return rep
     fn, p = self._wire(r)
     self.journal.append(EventKind.ORDER_REQUEST, {"mode": self.mode, **p}, r.client_id, r.symbol)
-    self._before_send(r)
+    self._before_send(r); self.held.pop(r.symbol, None) # the order may change the position
     sent_ms = int(time.time() * 1000)
     try: ans = self._call(fn, **p)
     except UnknownOutcome as e:

@@ -103,8 +103,8 @@ class LongForecaster:
 def _predict_scaled(self:LongForecaster, observed:np.ndarray, known:np.ndarray, batch:int=512) -> np.ndarray:
     "Network output (n, k) in label-scale units, in eval mode."
     import torch
-    self.net.eval()
-    with torch.no_grad():
+    if self.net.training: self.net.eval() # once: eval() walks every submodule (about 5 ms on the default network)
+    with torch.inference_mode():
         out = [self.net(tft_inputs(observed[i:i+batch], known[i:i+batch]))["prediction"][:, 0].numpy() for i in range(0, len(observed), batch)]
     return np.concatenate(out) if out else np.zeros((0, self.lc.n_quantiles))
 
