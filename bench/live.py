@@ -7,9 +7,10 @@ decides every closed bar: incremental features, the signal (the fallback rule, o
 with `--long-model DIR` too, the long model's hourly view timed by the short model, forecast off the decision path), sizing, risk, and a
 MARKET order sent to the fake over REST through `BinanceExecutor` (testnet mode, the fake's keys) whenever the target
 changes. Latency per order: from the kline message's arrival (read off the socket) to the fake's answer to the order
-(so it includes the REST round trip of the position and balance reads and of the order itself). RSS is sampled every
-`--sample` bars; `rss_growth_mb` = RSS at the end minus RSS after the first `--sample` bars (past the warm-up's
-allocations and the first JIT compilations). Latencies of every decision are kept in arrays allocated
+(so it includes the REST round trip of the account read and of the order itself). RSS is sampled every
+`--sample` bars and at the last decision; `rss_growth_mb` = RSS at the last decision minus RSS at the first sample
+after max(`--sample`, `live.max_decisions`) bars (`rss_growth_from_bar`: past the warm-up's allocations, the first JIT
+compilations and the filling of the loop's bounded queue of decisions); `rss_samples_mb` lists every (bar, MB) from the first. Latencies of every decision are kept in arrays allocated
 before the replay (the loop itself keeps only the last `live.max_decisions`). The journal is a SQLite file in a temporary directory (`--memory-journal`: in memory, where it grows with
 every row). The fake exchange runs in the same process and keeps every order and fill it saw, as an exchange does.
 
@@ -126,7 +127,8 @@ def main():
         lat_all[n[0]], ordered[n[0]] = d.latency_ms, bool(d.order_qty)
         n[0] += 1
         if n[0] == 1: cpu0[0] = time.process_time()
-        if n[0] % a.sample == 0: rss.append(rss_mb()); log(f"{n[0]} bars, rss {rss[-1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
+        if n[0] % a.sample == 0 or n[0] == size - 1: # and at the last decision, before the session closes
+            rss.append((n[0], rss_mb())); log(f"{n[0]} bars, rss {rss[-1][1]:.1f} MB, {time.perf_counter() - t0:.1f} s")
     gcs, gc_t, gc_slow = np.zeros((3, 2)), [0.0], [] # per generation: collections, longest pause ms (during the replay)
     def on_gc(phase, info):
         if phase == "start": gc_t[0] = time.perf_counter(); return
@@ -145,6 +147,7 @@ def main():
     lp = asyncio.run(replay_session(replay_fake(start, end, a.speed, cfg, warm=warm, warm_hours=hours), start, end, a.speed, cfg, journal=journal,
                                     exchange=not a.paper, on_decision=on_decision, model_dir=a.model, long_model=long))
     wall = time.perf_counter() - t0
+    base = next(((k, x) for k, x in rss if k >= max(a.sample, int(cfg.live.max_decisions))), None) # the loop's bounded queues full by then
     all_lat = lat_all[:n[0]]; lat = all_lat[ordered[:n[0]]]
     pct = lambda x, q: round(float(np.percentile(x, q)), 2) if len(x) else None
     out = {"bench": "live", "start": str(start), "end": str(end), "bars": lp.stats["bars"], "journal": "memory" if a.memory_journal else "sqlite file", "orders": int(len(lat)),
@@ -155,8 +158,9 @@ def main():
            "slowest_decisions": [(int(i), int((start.minute + i) % 60), round(float(all_lat[i]), 1)) for i in np.argsort(all_lat)[-5:]], # (bar, its minute in the hour, ms)
            "slowest_orders": [(int(i), int((start.minute + i) % 60), round(float(all_lat[i]), 1)) for i in np.flatnonzero(ordered[:n[0]])[np.argsort(lat)[-5:]]],
            "gc": {**{f"gen{g}": {"collections": int(gcs[g, 0]), "longest_ms": round(float(gcs[g, 1]), 1)} for g in range(3)}, "over_5ms": gc_slow},
-           "rss_start_mb": round(rss[0], 1) if rss else None, "rss_end_mb": round(rss_mb(), 1),
-           "rss_growth_mb": round(rss_mb() - rss[0], 1) if rss else None, "rss_samples_mb": [round(x, 1) for x in rss],
+           "rss_start_mb": round(base[1], 1) if base else None, "rss_end_mb": round(rss[-1][1], 1) if rss else None, "rss_after_close_mb": round(rss_mb(), 1),
+           "rss_growth_mb": round(rss[-1][1] - base[1], 1) if base else None, "rss_growth_from_bar": base[0] if base else None,
+           "rss_samples_mb": [(k, round(x, 1)) for k, x in rss],
            "model": a.model or "none (the fallback rule)", "long_model": a.long_model, "summary": lp.summary, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     if bd is not None:
         out["breakdown_ms"] = bd.table(ordered[:n[0]])

@@ -1136,6 +1136,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'btcfut.live.LiveLoop._record': ('live.html#liveloop._record', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._refresh_funding': ('live.html#liveloop._refresh_funding', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._rollover': ('live.html#liveloop._rollover', 'btcfut/live.py'),
+                             'btcfut.live.LiveLoop._score_short': ('live.html#liveloop._score_short', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._send': ('live.html#liveloop._send', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._session': ('live.html#liveloop._session', 'btcfut/live.py'),
                              'btcfut.live.LiveLoop._short_side': ('live.html#liveloop._short_side', 'btcfut/live.py'),

@@ -227,7 +227,7 @@ class LiveLoop:
         self.hold_bars = self._hold_bars() if predictor is not None else 1
         if any(getattr(p, "model", None) is not None for p in (predictor, long_predictor)): # one window per bar: more threads only contend (the process is the loop's)
             import torch; torch.set_num_threads(int(lv.torch_threads))
-        self._held, self._reconciled_at, self._listen_key = None, -math.inf, None
+        self._held, self._reconciled_at, self._listen_key, self._closes = None, -math.inf, None, None
         self.data_clock = False # True in replays: the daily-loss breaker's UTC days follow the bars' close times, not the wall clock
         self._funding_last_ms = self._funding_due_ms = self._funding_step_ms = self._funding_new = self._funding_late = None # see `_refresh_funding`
         self.on_decision = None # called with each `Decision` (console output)
@@ -378,6 +378,7 @@ def warm_up(self:LiveLoop, history:pd.DataFrame, # canonical bars before the fir
         self._funding_due_ms = _funding_due(self._funding_last_ms, self._funding_step_ms) if len(funding) else 0
     self.rows.extend(f.iloc[i] for i in range(max(0, len(f) - self.rows.maxlen), len(f)))
     self.builder.last_open_ms = int(time_to_ms(history.index[-1:])[0])
+    for t, c in zip(time_to_ms(history.index), history.close.to_numpy()): self._score_short(int(t), float(c)) # the closes a label needs
     px = float(history.close.iloc[-1]); self.risk.check(0.01, px, 100 * px) # the first order's compiled risk code loaded now, not on its bar (12 ms)
     if self.long_predictor is not None: self._warm_long(history, hours, funding)
     return f
@@ -433,6 +434,25 @@ def _signal(self:LiveLoop, row:pd.Series) -> tuple[int, str]:
     if sig != 0: self._held = (sig, t)
     elif self._held is not None and t - self._held[1] < self.hold_bars * self.builder.interval_ms: sig = self._held[0]
     return sig, source
+
+# %% ../nbs/09_live.ipynb #d0ce9c35
+@patch
+def _score_short(self:LiveLoop, open_ms:int, # the bar just closed, ms
+                 close:float): # its close, USDT
+    "Score the short call made H bars before this bar: its label (the rule of `short_labels`) is known at this bar's close."
+    if self.predictor is None: return # the fallback rule is not scored
+    if self._closes is None:
+        p = getattr(getattr(self.predictor, "model", None), "params", None) or self.cfg.models.short # no model loaded: the configured rule
+        self._label_rule = (int(p.horizon), float(p.k), int(p.vol_window))
+        self._closes = deque(maxlen=self._label_rule[0] + self._label_rule[2] + 1)
+    h, k, w = self._label_rule
+    self._closes.append(math.log(close))
+    if len(self._closes) < self._closes.maxlen: return
+    c = np.fromiter(self._closes, float, len(self._closes))
+    band, fwd = k * math.sqrt(h) * np.diff(c[:-h]).std(ddof=1), c[-1] - c[-1 - h] # sigma of the w returns into bar t; log(close[t+H] / close[t])
+    from btcfut.models.short import SignalClass
+    label = SignalClass.UP if fwd > band else SignalClass.DOWN if fwd < -band else SignalClass.NEUTRAL
+    self.metrics.record_short_label(open_ms - h * self.builder.interval_ms, int(label))
 
 # %% ../nbs/09_live.ipynb #4975368e
 @patch
@@ -495,6 +515,7 @@ def on_bar(self:LiveLoop, bar:dict, # a closed bar (`parse_kline`), the next one
     if self.paper: self.executor.on_bar(t, *(bar[c] for c in ("open", "high", "low", "close", "volume")))
     fund, self._funding_new = self._funding_new, None # events fetched since the last bar (`_refresh_funding`)
     row = self.features.update(pd.Series({c: bar[c] for c in _BAR_COLUMNS}, name=t), funding=fund); self.rows.append(row)
+    self._score_short(bar["open_ms"], bar["close"]) # the short call made H bars ago resolves at this close
     self.metrics.record_bar((bar["open_ms"] + self.builder.interval_ms) / 1e3, bar["close"], self.mark if math.isfinite(self.mark) else bar["close"], now=now)
     if self.long_predictor is None: (sig, source), lev, view = self._signal(row), math.nan, math.nan
     else: lev, view, source = self._combined(row, bar); sig = int(np.sign(lev))

@@ -232,6 +232,15 @@ def test_decisions_equal_research_targets(tiny_model):
     want = [0.0 if s == 0 else float(sizer.fixed_fraction(x.equity, c, side=s)) for x, s, c in zip(ds, target.astype(int), bars.close.iloc[i0:i0 + n])]
     assert [x.want_qty for x in ds] == want
     assert any(x.order_qty for x in ds)
+    # each call is scored once its label resolves, H bars later: the rolling hit rate and log loss of the last calls resolved
+    from btcfut.models.short import short_labels
+    m, q = lp.predictor.model.params, lp.metrics.short_quality
+    lab = short_labels(bars.close, m.horizon, m.k, m.vol_window).label.iloc[i0:i0 + n - m.horizon].to_numpy().astype(int)
+    pr = p.proba[:n - m.horizon][-q.hit.window:]; lab = lab[-q.hit.window:]
+    assert len(q.pending) == m.horizon and len(q.hit) == q.hit.window < n - m.horizon
+    assert q.hit.value == np.mean(pr.argmax(1) == lab) > 0
+    np.testing.assert_allclose(q.log_loss.value, np.mean(-np.log(pr[np.arange(len(lab)), lab])), rtol=1e-6) # float32 probabilities, one window vs a batch
+    assert f"btcfut_short_hit_rate {q.hit.value}" in lp.metrics.exposition().decode()
 
 def test_short_warm_up_falls_back_on_nan(tiny_model, sample, caplog):
     "Warmed on too few bars for the 1h feature: every decision is a logged, counted `nan` fallback naming the feature."

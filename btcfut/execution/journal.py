@@ -86,7 +86,7 @@ metadata = sa.MetaData()
 events = sa.Table("journal_events", metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("ts_ms", sa.BigInteger, nullable=False), # wall clock of the process, ms
-    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False, index=True), # reconciliation reads the few order rows among the many decisions
     sa.Column("client_id", sa.String(36), index=True), # newClientOrderId the row concerns
     sa.Column("symbol", sa.String(20)),
     sa.Column("config_hash", sa.String(16), nullable=False),
@@ -117,6 +117,7 @@ class Journal:
         self.lock = threading.RLock() # one statement at a time: an in-memory journal is one connection shared by threads
         self.config_hash, self.model_versions = config_hash(cfg), json.dumps(dict(model_versions or {}), sort_keys=True)
         metadata.create_all(self.engine)
+        for ix in events.indexes: ix.create(self.engine, checkfirst=True) # a journal from before an index was added gets it too
         with self.engine.begin() as c:
             for stmt in _APPEND_ONLY.get(self.engine.dialect.name, []): c.execute(sa.text(stmt))
 
